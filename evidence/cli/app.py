@@ -1,0 +1,48 @@
+"""The Typer application and the one place user errors become one line on stderr."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from evidence.errors import EvidenceError
+
+app = typer.Typer(
+    name="evidence",
+    help="evidence: the database and engine for living systematic reviews.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """evidence: the database and engine for living systematic reviews."""
+    _state["debug"] = debug
+
+
+def fail(error: EvidenceError) -> None:
+    """Print an EvidenceError as one line (plus its failure table) and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=error.exit_code)
+
+
+def run() -> None:
+    """Entry point: run the app, turning EvidenceError into a clean exit."""
+    try:
+        app()
+    except EvidenceError as error:  # raised outside a command's own handling
+        if _state["debug"] or "--debug" in sys.argv:
+            raise
+        err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
