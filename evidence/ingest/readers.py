@@ -1,0 +1,232 @@
+"""Read coding sheets from CSV files and XLSX workbooks into frames of text cells.
+
+Every cell is read as text (blank cells as ``""``); types are applied later by the codebook's
+schemas, so that a wrong type is reported for the exact cell. Each frame carries the column
+``_row``: the row number as the spreadsheet shows it (the header is row 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from evidence.errors import ValidationError
+
+__all__ = ["ROW", "Sheet", "read_sheets", "read_csv_sheet", "read_xlsx"]
+
+#: Name of the column holding the spreadsheet row number of each record.
+ROW = "_row"
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """One coding sheet: its name, the file it came from and its cells as text."""
+
+    name: str
+    file: str
+    frame: pd.DataFrame
+    header: tuple[str, ...]
+
+
+def _error(file: str, sheet: str | None, rule: str, *, row: int | None = None,
+           column: str | None = None, value: object = None) -> ValidationError:  # fmt: skip
+    where = f"file {file}" + (f", sheet {sheet}" if sheet else "")
+    where += f", row {row}" if row is not None else ""
+    where += f", column {column}" if column else ""
+    failure = {"file": file, "sheet": sheet, "row": row, "column": column, "value": value,
+               "rule": rule}  # fmt: skip
+    return ValidationError(f"{where}: {rule}", [failure])
+
+
+def _frame(file: str, sheet: str, rows: Iterable[tuple[int, list[str]]]) -> Sheet:
+    """Build a Sheet from (row number, cells) pairs; the first pair is the header."""
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        raise _error(file, sheet, "the sheet is empty (expected a header row naming the columns)")
+    header_row, header = first
+    header = [h.strip() for h in header]
+    while header and header[-1] == "":
+        header.pop()
+    if not header:
+        raise _error(file, sheet, "the header row is empty", row=header_row)
+    for i, name in enumerate(header):
+        if name == "":
+            raise _error(file, sheet, f"header cell {i + 1} is blank", row=header_row)
+        if name in header[:i]:
+            raise _error(file, sheet, "duplicate column name in the header", row=header_row,
+                         column=name)  # fmt: skip
+        if name == ROW:
+            raise _error(file, sheet, f"column name {ROW} is reserved", column=name)
+    width = len(header)
+    numbers: list[int] = []
+    records: list[list[str]] = []
+    for number, cells in iterator:
+        cells = [c.strip() for c in cells]
+        if not any(cells):
+            continue  # a blank line
+        if len(cells) > width and any(cells[width:]):
+            raise _error(file, sheet, f"the row has {len(cells)} cells but the header names "
+                         f"{width} columns", row=number)  # fmt: skip
+        cells = (cells + [""] * width)[:width]
+        numbers.append(number)
+        records.append(cells)
+    frame = pd.DataFrame(records, columns=header, dtype=object)
+    if not records:
+        frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in header})
+    frame[ROW] = pd.Series(numbers, dtype="int64")
+    return Sheet(name=sheet, file=file, frame=frame, header=tuple(header))
+
+
+def read_csv_sheet(path: str | Path, sheet: str | None = None) -> Sheet:
+    """Read one CSV coding sheet (UTF-8, with or without BOM; comma separated).
+
+    Raises
+    ------
+    ValidationError
+        The file is empty, is not UTF-8 text, or has a malformed row.
+    """
+    path = Path(path)
+    sheet = sheet or path.stem
+    data = path.read_bytes()
+    if not data.strip():
+        raise _error(str(path), sheet, "the file is empty (expected a header row naming the "
+                     "columns)")  # fmt: skip
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _error(
+            str(path),
+            sheet,
+            f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}"
+            f" cannot be decoded); save it as CSV UTF-8",
+            row=line,
+        ) from None
+    if "\x00" in text:
+        raise _error(str(path), sheet, "the file is not a text CSV file (it holds NUL bytes)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+
+    def rows() -> Iterable[tuple[int, list[str]]]:
+        start = 1
+        try:
+            for cells in reader:
+                yield start, cells
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise _error(str(path), sheet, f"malformed CSV: {exc}", row=start) from None
+
+    return _frame(str(path), sheet, rows())
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def read_xlsx(path: str | Path, sheets: Sequence[str]) -> dict[str, Sheet]:
+    """Read the worksheets of an XLSX workbook whose names are coding sheets.
+
+    Worksheet names are matched case-insensitively; a worksheet whose name is not one of
+    *sheets* is an error (a misspelt sheet would otherwise be silently skipped).
+
+    Raises
+    ------
+    ValidationError
+        The file is not a readable XLSX workbook, or a worksheet is unknown or empty.
+    """
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    path = Path(path)
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
+        raise _error(str(path), None, f"not a readable XLSX workbook ({type(exc).__name__}: "
+                     f"{exc})") from None  # fmt: skip
+    try:
+        found: dict[str, Sheet] = {}
+        wanted = {s.lower(): s for s in sheets}
+        for ws in workbook.worksheets:
+            key = ws.title.strip().lower()
+            if key not in wanted:
+                raise _error(str(path), ws.title, "unknown worksheet (expected worksheets "
+                             "named " + ", ".join(sheets) + ")")  # fmt: skip
+            rows = (
+                (i, [_cell(v) for v in values])
+                for i, values in enumerate(ws.iter_rows(values_only=True), start=1)
+            )
+            found[wanted[key]] = _frame(str(path), wanted[key], rows)
+        return found
+    finally:
+        workbook.close()
+
+
+def read_sheets(paths: Sequence[str | Path], sheets: Sequence[str]) -> dict[str, Sheet]:
+    """Read coding sheets from files and directories.
+
+    Parameters
+    ----------
+    paths
+        CSV files named after their sheet (``studies.csv``), XLSX workbooks with one worksheet
+        per sheet, or directories holding such files.
+    sheets
+        The sheet names the codebook declares.
+
+    Raises
+    ------
+    ValidationError
+        A file is unreadable, a CSV file is not named after a sheet, or a sheet is given twice.
+    """
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = sorted(
+                f for f in p.iterdir() if f.suffix.lower() in (".csv", ".xlsx") and
+                not f.name.startswith(("~$", "."))
+            )  # fmt: skip
+            if not inside:
+                raise _error(str(p), None, "the directory holds no .csv or .xlsx coding sheets")
+            files.extend(inside)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise _error(str(p), None, "no such file or directory")
+    found: dict[str, Sheet] = {}
+
+    def add(sheet: Sheet) -> None:
+        if sheet.name in found:
+            raise _error(sheet.file, sheet.name, f"sheet {sheet.name} is given twice (also in "
+                         f"{found[sheet.name].file})")  # fmt: skip
+        found[sheet.name] = sheet
+
+    for f in files:
+        suffix = f.suffix.lower()
+        if suffix == ".xlsx":
+            for sheet in read_xlsx(f, sheets).values():
+                add(sheet)
+        elif suffix == ".csv":
+            name = f.stem.strip().lower()
+            if name not in sheets:
+                raise _error(str(f), None, "a CSV file must be named after its sheet: one of "
+                             + ", ".join(f"{s}.csv" for s in sheets))  # fmt: skip
+            add(read_csv_sheet(f, name))
+        else:
+            raise _error(str(f), None, "not a coding sheet (expected a .csv or .xlsx file)")
+    return found
