@@ -1,0 +1,116 @@
+"""Migrations create every table, go down and up again, and match the models."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from evidence.db import migrate
+from evidence.db.engine import get_engine, write_transaction
+from evidence.db.models import DATA_TABLES, HISTORY_TABLES, metadata
+from evidence.errors import DatabaseError
+
+
+def _tables(url: str) -> set[str]:
+    engine = get_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _seed(url: str) -> None:
+    engine = get_engine(url)
+    try:
+        with write_transaction(engine, message="seed") as (connection, _):
+            review_id = connection.execute(
+                sa.text("INSERT INTO review (name) VALUES ('r') RETURNING id")
+            ).scalar_one()
+            connection.execute(
+                sa.text("INSERT INTO study (review_id, study_key) VALUES (:r, 'S-1')"),
+                {"r": review_id},
+            )
+    finally:
+        engine.dispose()
+
+
+def _count(url: str, table: str) -> int:
+    engine = get_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_empty_database_upgrades_to_head_with_every_model_table(db_url: str) -> None:
+    assert migrate.status(db_url).current is None
+    state = migrate.upgrade(db_url)
+    assert state.up_to_date and state.current == migrate.head()
+    assert set(metadata.tables) <= _tables(db_url)
+    assert set(DATA_TABLES) | set(HISTORY_TABLES) == set(metadata.tables)
+
+
+def test_alembic_check_reports_no_drift_at_head(migrated_db_url: str) -> None:
+    migrate.check(migrated_db_url)  # raises DatabaseError on any difference
+
+
+def test_head_to_base_to_head_on_an_empty_database_restores_every_table(
+    migrated_db_url: str,
+) -> None:
+    migrate.downgrade(migrated_db_url, "base")
+    assert not set(metadata.tables) & _tables(migrated_db_url)
+    migrate.upgrade(migrated_db_url)
+    migrate.check(migrated_db_url)
+
+
+def test_downgrade_to_base_refuses_while_tables_hold_data_and_keeps_them(
+    migrated_db_url: str,
+) -> None:
+    _seed(migrated_db_url)
+    with pytest.raises(DatabaseError, match=r"refusing to drop table 'review': it holds 1 rows"):
+        migrate.downgrade(migrated_db_url, "base")
+    assert migrate.status(migrated_db_url).current == migrate.head()
+    assert _count(migrated_db_url, "study") == 1
+    assert _count(migrated_db_url, "change_log") == 2
+
+
+def test_downgrade_below_history_keeps_data_and_upgrade_resumes_logging(
+    migrated_db_url: str,
+) -> None:
+    _seed(migrated_db_url)
+    migrate.downgrade(migrated_db_url, "0001")
+    assert _count(migrated_db_url, "study") == 1
+    migrate.upgrade(migrated_db_url)
+    migrate.check(migrated_db_url)
+    _seed_more = get_engine(migrated_db_url)
+    try:
+        with write_transaction(_seed_more) as (connection, _):
+            connection.execute(sa.text("UPDATE study SET year = 2001"))
+    finally:
+        _seed_more.dispose()
+    assert _count(migrated_db_url, "change_log") == 3
+
+
+def test_downgrade_with_drop_data_removes_every_table(migrated_db_url: str) -> None:
+    _seed(migrated_db_url)
+    migrate.downgrade(migrated_db_url, "base", drop_data=True)
+    assert not set(metadata.tables) & _tables(migrated_db_url)
+    assert migrate.upgrade(migrated_db_url).up_to_date
+
+
+def test_status_lists_pending_migrations_of_an_empty_database(sqlite_url: str) -> None:
+    state = migrate.status(sqlite_url)
+    assert state.current is None
+    assert state.pending == ("0001", "0002")
+    assert not state.up_to_date
+    with pytest.raises(DatabaseError, match=r"not migrated .*run `evidence db upgrade`"):
+        migrate.ensure_migrated(sqlite_url)
+
+
+def test_upgrade_works_from_any_working_directory(
+    sqlite_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert migrate.init(sqlite_url).up_to_date
+    assert migrate.init(sqlite_url).up_to_date  # a second init changes nothing
