@@ -83,7 +83,9 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        # REPLACE conflict resolution deletes rows; log those deletions too.
+        cursor.execute("PRAGMA recursive_triggers = ON")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
