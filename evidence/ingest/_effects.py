@@ -1,0 +1,173 @@
+"""Effect sizes of a validated results sheet: clusters, shared-arm splits, computation.
+
+Multi-arm trials
+----------------
+Results of one study that share an arm (as ``arm1_key`` or ``arm2_key``) are dependent.
+They get one ``cluster`` key: the connected components of the graph whose nodes are a study's
+arms and whose edges are its results; the key is ``<study_key>/<arm keys of the component,
+sorted, joined by +>`` (e.g. ``SIM-014/control+peer1+peer2``). Dependent-effects models
+(three-level, CHE) use it as the cluster.
+
+With the codebook setting ``analysis.split_shared_arm_n: true``, a comparator arm used by
+``k > 1`` comparisons with different intervention arms at the same outcome and timepoint has
+its ``n2i`` (and ``event2i``) divided by ``k`` for each of them (Cochrane Handbook 23.3.4);
+``n_split`` records it. The setting is off by default: the cluster already accounts for the
+dependence in the models of the analysis plan.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evidence.errors import ValidationError
+from evidence.ingest.codebook import Codebook
+from evidence.ingest.readers import ROW, Sheet
+from evidence.ingest.schemas import failure
+from evidence.stats.effects import compute_effects
+from evidence.stats.escalc import escalc
+
+__all__ = ["EFFECT_COLUMNS", "clusters", "shared_arm_divisor", "sheet_effects"]
+
+EFFECT_COLUMNS = ("measure", "yi", "vi", "formula", "inputs", "flipped", "imputed_r",
+                  "ri_used", "cluster", "n_split")  # fmt: skip
+_TWO_BY_TWO = ("RR", "OR", "RD")
+
+
+def clusters(results: pd.DataFrame) -> pd.Series:
+    """The dependence cluster key of every result row (see the module notes)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        root = x
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    study = results["study_key"].astype(str).to_numpy()
+    a1 = results["arm1_key"].astype(str).to_numpy()
+    a2 = results["arm2_key"].to_numpy() if "arm2_key" in results else [None] * len(results)
+    nodes = []
+    for s, x, y in zip(study, a1, a2, strict=True):
+        n1 = f"{s}\x1f{x}"
+        root1 = find(n1)
+        if y is not None and not (isinstance(y, float) and math.isnan(y)):
+            root2 = find(f"{s}\x1f{y}")
+            if root1 != root2:
+                parent[root2] = root1
+        nodes.append(n1)
+    members: dict[str, list[str]] = {}
+    for node in parent:
+        members.setdefault(find(node), []).append(node.split("\x1f", 1)[1])
+    names = {
+        root: "+".join(sorted(arms)) for root, arms in members.items()
+    }  # arm keys of each component
+    return pd.Series(
+        [f"{s}/{names[find(n)]}" for s, n in zip(study, nodes, strict=True)],
+        index=results.index,
+        dtype=object,
+    )
+
+
+def shared_arm_divisor(results: pd.DataFrame) -> pd.Series:
+    """Number of intervention arms compared with the same comparator arm (outcome, timepoint)."""
+    if "arm2_key" not in results:
+        return pd.Series(1.0, index=results.index)
+    has2 = results["arm2_key"].notna()
+    groups = ["study_key", "outcome_key", "timepoint_key", "arm2_key"]
+    k = results[has2].groupby(groups)["arm1_key"].transform("nunique")
+    return k.reindex(results.index).fillna(1.0).astype("float64")
+
+
+def _json(d: dict[str, Any]) -> str:
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+    return json.dumps(clean, sort_keys=True)
+
+
+def _two_by_two(res: pd.DataFrame, measure: str, flip: np.ndarray, divisor: np.ndarray,
+                sheet: Sheet) -> tuple[pd.DataFrame, list[dict]]:  # fmt: skip
+    cols = ("event1i", "n1i", "event2i", "n2i")
+    v = {c: res[c].to_numpy(dtype=float) if c in res else np.full(len(res), np.nan) for c in cols}
+    v["n2i"] = v["n2i"] / divisor
+    v["event2i"] = v["event2i"] / divisor
+    ok = np.all([~np.isnan(v[c]) for c in cols], axis=0)
+    failures = []
+    for pos in np.flatnonzero(~ok):
+        missing = ", ".join(c for c in cols if np.isnan(v[c][pos]))
+        failures.append(failure(sheet, res[ROW].iat[pos], None, None, f"no effect size can be "
+                                f"computed: {measure} needs {missing}"))  # fmt: skip
+    yi = np.full(len(res), np.nan)
+    vi = np.full(len(res), np.nan)
+    if ok.any():
+        out = escalc(measure, ai=v["event1i"][ok], n1i=v["n1i"][ok], ci=v["event2i"][ok],
+                     n2i=v["n2i"][ok])  # fmt: skip
+        yi[ok], vi[ok] = out.yi, out.vi
+    inputs = [
+        _json({c: float(v[c][i]) for c in cols} | ({"n2_divisor": float(divisor[i])}
+                                                    if divisor[i] != 1 else {}))
+        for i in range(len(res))
+    ]  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "measure": measure,
+            "yi": np.where(flip, -yi, yi),
+            "vi": vi,
+            "formula": f"{measure}:events",
+            "inputs": inputs,
+            "flipped": flip,
+            "imputed_r": False,
+            "ri_used": np.nan,
+        },
+        index=res.index,
+    )
+    return frame, failures
+
+
+def sheet_effects(
+    typed: dict[str, pd.DataFrame], codebook: Codebook, sheet: Sheet, skip: set[int]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Effect size of every results row (rows in *skip*, by spreadsheet row, are left out).
+
+    Returns the frame (index of the results frame; :data:`EFFECT_COLUMNS`) and the failures
+    of rows from which nothing can be computed.
+    """
+    res = typed["results"]
+    res = res[~res[ROW].isin(skip)]
+    outcomes = typed["outcomes"][["study_key", "outcome_key", "direction"]]
+    direction = (
+        res[["study_key", "outcome_key"]]
+        .merge(outcomes.drop_duplicates(["study_key", "outcome_key"]), how="left")["direction"]
+        .fillna("higher")
+        .to_numpy()
+    )
+    analysis = codebook.analysis
+    divisor = shared_arm_divisor(res).to_numpy() if analysis.split_shared_arm_n else None
+    div = divisor if divisor is not None else np.ones(len(res))
+    failures: list[dict[str, Any]] = []
+    if res.empty:
+        return pd.DataFrame(columns=list(EFFECT_COLUMNS)), failures
+    if analysis.measure in _TWO_BY_TWO:
+        frame, failures = _two_by_two(res, analysis.measure, direction == "lower", div, sheet)
+    else:
+        try:
+            frame = compute_effects(res, measure=analysis.measure, direction=list(direction),
+                                    default_ri=analysis.default_ri, n2_divisor=div,
+                                    first_row=0)  # fmt: skip
+        except ValidationError as err:
+            rows = res[ROW].to_numpy()
+            for f in err.failures:
+                row = rows[f["row"]] if f.get("row") is not None else None
+                failures.append(failure(sheet, row, f.get("column"), f.get("value"), f["rule"]))
+            return pd.DataFrame(columns=list(EFFECT_COLUMNS)), failures
+        frame = frame.copy()
+        frame["inputs"] = [_json(d) for d in frame["inputs"]]
+        frame["ri_used"] = frame["ri_used"].astype("float64")
+    frame["cluster"] = clusters(res)
+    frame["n_split"] = div > 1
+    return frame[list(EFFECT_COLUMNS)], failures
