@@ -430,6 +430,9 @@ def restore(
         )
     c = _change_log.c
     with _connection(engine) as connection:
+        live = _live_row(connection, table, key)
+        if live is not None:
+            raise DatabaseError(f"{table} {key!r} exists (row {live}); nothing to restore")
         deletion = _find_deletion(connection, table, key)
         row_id, deleted_in = deletion.row_id, deletion.revision_id
         if _exists(connection, table, row_id):
@@ -480,6 +483,19 @@ def _find_deletion(connection: Connection, table: str, key: str | int) -> sa.Row
     if found is None:
         raise NotFoundError(f"no deleted {table} {key!r} in the history")
     return found
+
+
+def _live_row(connection: Connection, table: str, key: str | int) -> int | None:
+    """Id of the row *key* names in *table* now (None when there is none)."""
+    target = metadata.tables[table]
+    column = NATURAL_KEYS.get(table)
+    if str(key).isdigit():
+        condition = target.c.id == int(key)
+    elif column is not None:
+        condition = target.c[column] == str(key)
+    else:
+        return None
+    return connection.execute(sa.select(target.c.id).where(condition).limit(1)).scalar()
 
 
 def _exists(connection: Connection, table: str, row_id: int) -> bool:

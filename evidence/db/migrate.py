@@ -168,6 +168,12 @@ def ensure_migrated(url_or_engine: str | sa.Engine | None = None) -> None:
         url = url_or_engine.url.render_as_string(hide_password=False)
     else:
         url = database_url(url_or_engine)
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).expanduser().exists():
+            raise DatabaseError(
+                f"no database at {parsed.database}; create it with `evidence db init`"
+            )
     state = status(url)
     if state.current is None:
         raise DatabaseError(

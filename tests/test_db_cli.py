@@ -1,0 +1,59 @@
+"""`evidence db init | upgrade | status | downgrade` drive the migrations."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from evidence.cli import app
+from evidence.db import migrate
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> object:
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_db_init_creates_a_migrated_database_and_status_says_so(sqlite_url: str) -> None:
+    result = _run("db", "init", "--url", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert f"at {migrate.head()}, head {migrate.head()} (up to date)" in result.output
+    status = _run("db", "status", "--url", sqlite_url)
+    assert status.exit_code == 0 and "up to date" in status.output
+
+
+def test_db_status_of_an_empty_database_lists_pending_migrations(sqlite_url: str) -> None:
+    result = _run("db", "status", "--url", sqlite_url)
+    assert result.exit_code == 0
+    assert "pending: 0001, 0002; run `evidence db upgrade`" in result.output
+
+
+def test_db_upgrade_and_downgrade_move_between_revisions(db_url: str) -> None:
+    assert _run("db", "upgrade", "0001", "--url", db_url).exit_code == 0
+    assert migrate.status(db_url).current == "0001"
+    assert _run("db", "upgrade", "--url", db_url).exit_code == 0
+    result = _run("db", "downgrade", "0001", "--yes", "--url", db_url)
+    assert result.exit_code == 0, result.output
+    assert migrate.status(db_url).current == "0001"
+
+
+def test_db_downgrade_without_yes_is_refused_and_changes_nothing(sqlite_url: str) -> None:
+    migrate.upgrade(sqlite_url)
+    result = _run("db", "downgrade", "base", "--url", sqlite_url)
+    assert result.exit_code == 1
+    assert "confirm with --yes" in result.output
+    assert migrate.status(sqlite_url).up_to_date
+
+
+def test_db_upgrade_to_an_unknown_revision_fails_in_one_line(sqlite_url: str) -> None:
+    result = _run("db", "upgrade", "9999", "--url", sqlite_url)
+    assert result.exit_code == 1
+    assert "error: migration of" in result.output and "9999" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["init", "upgrade", "status", "downgrade"])
+def test_every_db_command_has_help_text(command: str) -> None:
+    result = _run("db", command, "--help")
+    assert result.exit_code == 0 and "--url" in result.output
