@@ -194,7 +194,8 @@ def write_transaction(
             yield write
             write.changed = _close_revision(connection, revision_id)
         except BaseException:
-            transaction.rollback()
+            if transaction.is_active:  # a Session on the connection may have rolled it back
+                transaction.rollback()
             raise
         try:
             transaction.commit()

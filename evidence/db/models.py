@@ -10,12 +10,12 @@ update and delete is written to ``change_log`` against a ``revision``.
 
 Notes
 -----
-Timestamps are naive UTC. Foreign keys inside a study cascade on delete, so deleting a
-study deletes its arms, outcomes, timepoints, results, effect sizes, moderator values and
-risk-of-bias judgements (each deletion is logged, so the study can be restored). A result
-keeps its outcome, timepoint and arms with ``NO ACTION``: an arm that results still use
-cannot be deleted on its own. History rows are never deleted: ``change_log.revision_id``
-has no ``ON DELETE`` action.
+Timestamps are naive UTC. Every foreign key between data tables cascades on delete, so
+deleting a study deletes its arms, outcomes, timepoints, results, effect sizes, moderator
+values and risk-of-bias judgements, and deleting an arm, outcome or timepoint deletes the
+results that use it (each deletion is logged, so :func:`evidence.db.history.restore`
+brings them back). History rows are never deleted: ``change_log.revision_id`` has no
+``ON DELETE`` action.
 """
 
 import datetime as dt
@@ -235,10 +235,14 @@ class Result(EvidenceModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = _fk("study.id")
     result_key: str
-    outcome_id: int = Field(foreign_key="outcome.id", nullable=False, index=True)
-    timepoint_id: int | None = Field(default=None, foreign_key="timepoint.id", index=True)
-    arm1_id: int | None = Field(default=None, foreign_key="arm.id", index=True)
-    arm2_id: int | None = Field(default=None, foreign_key="arm.id", index=True)
+    outcome_id: int = Field(
+        foreign_key="outcome.id", ondelete="CASCADE", nullable=False, index=True
+    )
+    timepoint_id: int | None = Field(
+        default=None, foreign_key="timepoint.id", ondelete="CASCADE", index=True
+    )
+    arm1_id: int | None = Field(default=None, foreign_key="arm.id", ondelete="CASCADE", index=True)
+    arm2_id: int | None = Field(default=None, foreign_key="arm.id", ondelete="CASCADE", index=True)
     n1i: float | None = _float()
     m1i: float | None = _float()
     sd1i: float | None = _float()

@@ -216,16 +216,26 @@ def upgrade() -> None:
         sa.Column("coder", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("coded_at", sa.Date(), nullable=True),
         sa.Column("notes", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(["arm1_id"], ["arm.id"], name=op.f("fk_result_arm1_id_arm")),
-        sa.ForeignKeyConstraint(["arm2_id"], ["arm.id"], name=op.f("fk_result_arm2_id_arm")),
         sa.ForeignKeyConstraint(
-            ["outcome_id"], ["outcome.id"], name=op.f("fk_result_outcome_id_outcome")
+            ["arm1_id"], ["arm.id"], name=op.f("fk_result_arm1_id_arm"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["arm2_id"], ["arm.id"], name=op.f("fk_result_arm2_id_arm"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["outcome_id"],
+            ["outcome.id"],
+            name=op.f("fk_result_outcome_id_outcome"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["study_id"], ["study.id"], name=op.f("fk_result_study_id_study"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["timepoint_id"], ["timepoint.id"], name=op.f("fk_result_timepoint_id_timepoint")
+            ["timepoint_id"],
+            ["timepoint.id"],
+            name=op.f("fk_result_timepoint_id_timepoint"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_result")),
         sa.UniqueConstraint("study_id", "result_key", name=op.f("uq_result_study_id_result_key")),
