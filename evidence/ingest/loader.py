@@ -24,7 +24,8 @@ one revision (e.g. a changed ``default_ri`` updates exactly the imputed effect s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,8 +486,17 @@ def _report(prepared: Prepared, changes: dict[str, TableChanges], revision: int 
     )
 
 
-def _engine(database: str | Engine | None) -> Engine:
-    return database if isinstance(database, Engine) else get_engine(database)
+@contextmanager
+def _engine(database: str | Engine | None) -> Iterator[Engine]:
+    """The given engine, or one made for a URL and disposed of afterwards."""
+    if isinstance(database, Engine):
+        yield database
+        return
+    engine = get_engine(database)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def ingest(
@@ -530,11 +540,13 @@ def ingest(
     DatabaseError
         The database cannot be reached or is not migrated.
     """
-    engine = _engine(database)
-    cb = resolve_codebook(codebook, review, engine)
-    prepared = prepare(paths, cb, progress)
-    changes, revision = _write(engine, prepared, dry_run=dry_run, author=author,
-                               message=message, command=command, progress=progress)  # fmt: skip
+    with _engine(database) as engine:
+        cb = resolve_codebook(codebook, review, engine)
+        prepared = prepare(paths, cb, progress)
+        changes, revision = _write(
+            engine, prepared, dry_run=dry_run, author=author, message=message, command=command,
+            progress=progress,
+        )  # fmt: skip
     return _report(prepared, changes, revision, dry_run)
 
 
@@ -561,20 +573,24 @@ def apply_codebook(
     ValidationError
         A stored record breaks a rule of the codebook (nothing is written).
     """
-    engine = _engine(database)
     cb = resolve_codebook(codebook)
     review = metadata.tables["review"]
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(sa.select(review.c.id).where(review.c.name == cb.name)).first()
-            if row is None:
-                raise NotFoundError(f"review {cb.name!r} is not in the database; ingest its "
-                                    "coding sheets first")  # fmt: skip
-            sheets = stored_sheets(conn, cb, row.id)
-    except sa.exc.DBAPIError as error:
-        raise database_error(error) from error
-    prepared = _prepare_sheets(sheets, cb, (f"review {cb.name}",), progress,
-                               f"the stored records of review {cb.name}")  # fmt: skip
-    changes, revision = _write(engine, prepared, dry_run=dry_run, author=author,
-                               message=message, command=command, progress=progress)  # fmt: skip
+    with _engine(database) as engine:
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(sa.select(review.c.id).where(review.c.name == cb.name)).first()
+                if row is None:
+                    raise NotFoundError(
+                        f"review {cb.name!r} is not in the database; ingest its coding sheets first"
+                    )
+                sheets = stored_sheets(conn, cb, row.id)
+        except sa.exc.DBAPIError as error:
+            raise database_error(error) from error
+        prepared = _prepare_sheets(
+            sheets, cb, (f"review {cb.name}",), progress, f"the stored records of review {cb.name}"
+        )
+        changes, revision = _write(
+            engine, prepared, dry_run=dry_run, author=author, message=message, command=command,
+            progress=progress,
+        )  # fmt: skip
     return _report(prepared, changes, revision, dry_run)
