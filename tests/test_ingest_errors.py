@@ -11,12 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
-from evidence.cli import app
-from evidence.db.migrate import upgrade
-from evidence.errors import ValidationError
-from evidence.ingest.loader import ingest
 from _ingest_data import (
     BCG_CODEBOOK,
     BCG_SEED,
@@ -27,6 +21,12 @@ from _ingest_data import (
     write_csv,
     write_xlsx,
 )
+from typer.testing import CliRunner
+
+from evidence.cli import app
+from evidence.db.migrate import upgrade
+from evidence.errors import ValidationError
+from evidence.ingest.loader import ingest
 
 Sheets = dict[str, list[dict[str, Any]]]
 
@@ -284,8 +284,9 @@ def test_cli_json_lists_failures_for_machines(tmp_path: Path) -> None:
     sheets = small()
     sheets["arms"][2]["uptake"] = 120
     directory = write_csv(tmp_path / "sheets", sheets)
-    result = CliRunner().invoke(app, ["ingest", str(directory), "-c", str(PEER_CODEBOOK),
-                                      "-d", f"sqlite:///{tmp_path / 'e.db'}", "--json"])  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    args = ["ingest", str(directory), "-c", str(PEER_CODEBOOK), "-d", url, "--json"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     payload = json.loads(result.stdout)
     assert payload["ok"] is False
