@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from evidence.cli import app
@@ -23,10 +26,13 @@ def test_db_init_creates_a_migrated_database_and_status_says_so(sqlite_url: str)
     assert status.exit_code == 0 and "up to date" in status.output
 
 
-def test_db_status_of_an_empty_database_lists_pending_migrations(sqlite_url: str) -> None:
+def test_db_status_of_a_missing_database_lists_pending_migrations_and_creates_nothing(
+    sqlite_url: str,
+) -> None:
     result = _run("db", "status", "--url", sqlite_url)
     assert result.exit_code == 0
     assert "pending: 0001, 0002; run `evidence db upgrade`" in result.output
+    assert not os.path.exists(sa.make_url(sqlite_url).database)
 
 
 def test_db_upgrade_and_downgrade_move_between_revisions(db_url: str) -> None:

@@ -247,7 +247,13 @@ def _close_revision(connection: Connection, revision_id: int) -> bool:
         sa.text("SELECT 1 FROM change_log WHERE revision_id = :r LIMIT 1"), {"r": revision_id}
     ).first()
     if changed is None:
-        connection.execute(sa.text("DELETE FROM revision WHERE id = :r"), {"r": revision_id})
+        try:
+            with connection.begin_nested():
+                connection.execute(
+                    sa.text("DELETE FROM revision WHERE id = :r"), {"r": revision_id}
+                )
+        except sa.exc.IntegrityError:
+            pass  # something written in this transaction refers to the revision: keep it
         return False
     return True
 

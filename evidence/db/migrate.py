@@ -150,7 +150,16 @@ def status(url: str | None = None) -> MigrationStatus:
     return MigrationStatus(url=_display(url), current=current, head=newest, pending=pending)
 
 
+def _sqlite_file_missing(url: str) -> bool:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    return not Path(parsed.database).expanduser().exists()
+
+
 def _current(url: str) -> str | None:
+    if _sqlite_file_missing(url):
+        return None  # do not create the file just to look at it
     engine = get_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
@@ -168,12 +177,10 @@ def ensure_migrated(url_or_engine: str | sa.Engine | None = None) -> None:
         url = url_or_engine.url.render_as_string(hide_password=False)
     else:
         url = database_url(url_or_engine)
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).expanduser().exists():
-            raise DatabaseError(
-                f"no database at {parsed.database}; create it with `evidence db init`"
-            )
+    if _sqlite_file_missing(url):
+        raise DatabaseError(
+            f"no database at {sa.engine.make_url(url).database}; create it with `evidence db init`"
+        )
     state = status(url)
     if state.current is None:
         raise DatabaseError(
