@@ -325,7 +325,10 @@ def rma(
         vb = A @ (X.T @ XAM) @ A
         rss_f = float(np.sum(wi * (y - X @ beta) ** 2))
     if test in ("knha", "adhoc"):
-        s2w = 0.0 if rss_knha <= np.finfo(float).eps else rss_knha / (k - p)
+        if rss_knha <= np.finfo(float).eps:
+            s2w = 0.0
+        else:
+            s2w = rss_knha / (k - p) if k > p else math.inf
     if method in _EE and test in ("knha", "adhoc"):
         warnings.append(
             f"Knapp & Hartung method is not meant to be used in the context of {method} models."
@@ -500,6 +503,8 @@ def _pseudo_r2(y, v, X, uw, wi, method, test, ctrl_in, t2, beta) -> float:
         ybar = float(np.sum(w * y) / np.sum(w))
         rss = float(np.sum(w * (y - X @ WLS(X, w).beta(y)) ** 2))
         tss = float(np.sum(w * (y - ybar) ** 2))
+        if k == p:  # no residual df: R's adjusted R^2 is NaN
+            return math.nan
         r2 = 1 - rss / tss
         adj = 1 - (1 - r2) * (k - 1) / (k - p)
         return max(0.0, 100 * adj)
