@@ -104,6 +104,11 @@ def test_status_lists_pending_migrations_of_an_empty_database(sqlite_url: str) -
     assert state.current is None
     assert state.pending == ("0001", "0002")
     assert not state.up_to_date
+    with pytest.raises(
+        DatabaseError, match=r"no database at .*; create it with `evidence db init`"
+    ):
+        migrate.ensure_migrated(sqlite_url)
+    get_engine(sqlite_url).connect().close()  # now an empty file
     with pytest.raises(DatabaseError, match=r"not migrated .*run `evidence db upgrade`"):
         migrate.ensure_migrated(sqlite_url)
 

@@ -288,3 +288,28 @@ def test_state_as_of_rebuilds_a_table_at_each_revision(engine: sa.Engine) -> Non
     assert len(now) == 2 and {dict(r)["result_key"] for r in now} == {
         dict(r)["result_key"] for r in live
     }
+
+
+def test_sqlite_history_triggers_log_every_column_of_every_data_table(sqlite_url: str) -> None:
+    from evidence.db.migrate import upgrade
+    from evidence.db.models import DATA_TABLES, metadata
+
+    upgrade(sqlite_url)
+    engine = get_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            triggers = dict(
+                connection.execute(
+                    sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    for table in DATA_TABLES:
+        for op, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
+            sql = triggers[f"history_{table}_{op}"]
+            missing = [
+                c.name for c in metadata.tables[table].columns if f"{row}.{c.name}" not in sql
+            ]
+            assert missing == [], f"history_{table}_{op} does not log {missing}"
+            assert f"history_{table}_{op}_revision" in triggers
