@@ -52,10 +52,14 @@ def format_result(res) -> str:
     out.append("")
     if res.int_only:
         out.append("Test for Heterogeneity:")
-        out.append(f"Q(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {fmt_pval(res.QEp, 4, showeq=True, sep=' ')}")
+        out.append(
+            f"Q(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {fmt_pval(res.QEp, 4, showeq=True, sep=' ')}"
+        )
     else:
         out.append("Test for Residual Heterogeneity:")
-        out.append(f"QE(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {fmt_pval(res.QEp, 4, showeq=True, sep=' ')}")
+        out.append(
+            f"QE(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {fmt_pval(res.QEp, 4, showeq=True, sep=' ')}"
+        )
     out.append("")
     foot = "\u00b9" if res.robust_type else ""
     if res.robust_type:
@@ -68,16 +72,16 @@ def format_result(res) -> str:
         )
         out.append("")
     if not res.int_only:
-        out.append(f"Test of Moderators (coefficient{'s' if len(res.btt) > 1 else ''} "
-                   f"{format_btt([b + 1 for b in res.btt])}):{foot}")
+        out.append(
+            f"Test of Moderators (coefficient{'s' if len(res.btt) > 1 else ''} "
+            f"{format_btt([b + 1 for b in res.btt])}):{foot}"
+        )
         p = fmt_pval(res.QMp, 4, showeq=True, sep=" ")
         if res.ddf is None:
             out.append(f"QM(df = {int(res.QM_df[0])}) = {fcf(res.QM, 4)}, p-val {p}")
         else:
             df2 = fmt_num(round(res.QM_df[1], 2))
-            out.append(
-                f"F(df1 = {int(res.QM_df[0])}, df2 = {df2}) = {fcf(res.QM, 4)}, p-val {p}"
-            )
+            out.append(f"F(df1 = {int(res.QM_df[0])}, df2 = {df2}) = {fcf(res.QM, 4)}, p-val {p}")
         out.append("")
     out += ["Model Results:", ""]
     if res.robust_type:
@@ -109,8 +113,16 @@ def format_result(res) -> str:
 
 
 def _robust_table(res) -> list[str]:
-    header = ["estimate", "se\u00b9", "tval\u00b9", "df\u00b9", "pval\u00b9", "ci.lb\u00b9",
-              "ci.ub\u00b9", ""]
+    header = [
+        "estimate",
+        "se\u00b9",
+        "tval\u00b9",
+        "df\u00b9",
+        "pval\u00b9",
+        "ci.lb\u00b9",
+        "ci.ub\u00b9",
+        "",
+    ]
     rows = []
     for i in range(res.p):
         rows.append(
@@ -134,8 +146,14 @@ def format_prediction(pr) -> str:
     """metafor's ``print.list.rma`` for a prediction."""
     header = ["pred", "se", "ci.lb", "ci.ub", "pi.lb", "pi.ub"]
     rows = [
-        [fcf(pr.pred[i], 4), fcf(pr.se[i], 4), fcf(pr.ci_lb[i], 4), fcf(pr.ci_ub[i], 4),
-         fcf(pr.pi_lb[i], 4), fcf(pr.pi_ub[i], 4)]
+        [
+            fcf(pr.pred[i], 4),
+            fcf(pr.se[i], 4),
+            fcf(pr.ci_lb[i], 4),
+            fcf(pr.ci_ub[i], 4),
+            fcf(pr.pi_lb[i], 4),
+            fcf(pr.pi_ub[i], 4),
+        ]
         for i in range(len(pr.pred))
     ]
     names = [""] if len(rows) == 1 else [str(i + 1) for i in range(len(rows))]

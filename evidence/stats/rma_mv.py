@@ -122,6 +122,7 @@ class RmaMvResult:
     n_clusters: int | None = None
     cluster_sizes: np.ndarray | None = None
     _model: _Model | None = field(default=None, repr=False, compare=False)
+    _robust: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ conveniences
     @property
@@ -499,9 +500,7 @@ def rma_mv(
         "ML": _fit_stats(ev.ll_ml, parms, k, (ev.ll_ml - ll_qe) if allvipos else ev.ll_ml),
         "REML": _fit_stats(ev.ll_reml, parms, k - p, ev.ll_reml),
     }
-    model = _Model(
-        y, v, X, V, tuple(level_codes), outer, blocks, reml, fixed, np.flatnonzero(ok)
-    )
+    model = _Model(y, v, X, V, tuple(level_codes), outer, blocks, reml, fixed, np.flatnonzero(ok))
     return RmaMvResult(
         beta=_ro(beta),
         se=_ro(se),
@@ -578,3 +577,8 @@ def with_inference(res: RmaMvResult, **changes: Any) -> RmaMvResult:
         if isinstance(val, np.ndarray):
             changes[key] = _ro(val)
     return replace(res, **changes)
+
+
+from evidence.stats._mv_profile import AnovaMv, ProfileCI, anova_mv  # noqa: E402
+
+__all__ += ["anova_mv", "AnovaMv", "ProfileCI"]
