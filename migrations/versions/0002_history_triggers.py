@@ -245,7 +245,7 @@ def _downgrade_postgresql() -> None:
 
 
 def upgrade() -> None:
-    dialect = op.get_bind().dialect.name
+    dialect = op.get_context().dialect.name
     if dialect == "sqlite":
         _upgrade_sqlite()
     elif dialect == "postgresql":
@@ -257,7 +257,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
+    dialect = op.get_context().dialect.name
     if dialect == "sqlite":
         _downgrade_sqlite()
     elif dialect == "postgresql":
