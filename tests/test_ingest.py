@@ -62,8 +62,16 @@ def test_ingest_loads_the_peer_support_seed_with_every_effect_size(migrated_db_u
                     message="seed")  # fmt: skip
     assert report.revision == 1 and report.simulated == 120
     got = counts(url, "study", "arm", "outcome", "timepoint", "result", "effect_size")
-    sheets = {t: len(_csv(s)) for t, s in (("study", "studies"), ("arm", "arms"),
-              ("outcome", "outcomes"), ("timepoint", "timepoints"), ("result", "results"))}
+    sheets = {
+        t: len(_csv(s))
+        for t, s in (
+            ("study", "studies"),
+            ("arm", "arms"),
+            ("outcome", "outcomes"),
+            ("timepoint", "timepoints"),
+            ("result", "results"),
+        )
+    }
     assert got == {**sheets, "effect_size": 194}  # fmt: skip
     per_domain = query(url, "SELECT o.domain, COUNT(*), COUNT(DISTINCT r.study_id) FROM "
                        "effect_size e JOIN result r ON r.id = e.result_id JOIN outcome o ON "
@@ -101,8 +109,11 @@ def test_ingest_loads_bcg_with_metafor_log_risk_ratios_flipped_to_benefit(
     for r, yi, vi in zip(rows, BCG_YI, BCG_VI, strict=True):
         assert r.yi == pytest.approx(-yi, rel=1e-10)
         assert r.vi == pytest.approx(vi, rel=1e-10)
-    mods = query(migrated_db_url, "SELECT m.name, COUNT(*) FROM moderator_value v JOIN "
-                 "moderator m ON m.id = v.moderator_id GROUP BY m.name ORDER BY m.name")
+    mods = query(
+        migrated_db_url,
+        "SELECT m.name, COUNT(*) FROM moderator_value v JOIN "
+        "moderator m ON m.id = v.moderator_id GROUP BY m.name ORDER BY m.name",
+    )
     assert [tuple(m) for m in mods] == [("ablat", 13), ("alloc", 13)]
 
 
@@ -126,8 +137,12 @@ def test_edited_sheet_updates_exactly_the_changed_records_in_history(
     es = {r.result_id: r.id for r in query(url, "SELECT id, result_id FROM effect_size")}
     arm = query(url, "SELECT a.id FROM arm a JOIN study s ON s.id = a.study_id WHERE "
                 "s.study_key = 'S2' AND a.arm_key = 'peer'")[0].id  # fmt: skip
-    uptake = query(url, "SELECT v.id FROM moderator_value v JOIN moderator m ON m.id = "
-                   "v.moderator_id WHERE m.name = 'uptake' AND v.arm_id = :a", a=arm)[0].id
+    uptake = query(
+        url,
+        "SELECT v.id FROM moderator_value v JOIN moderator m ON m.id = "
+        "v.moderator_id WHERE m.name = 'uptake' AND v.arm_id = :a",
+        a=arm,
+    )[0].id
     sheets["results"][0]["m1i"] = 7.5  # S1 r1
     sheets["arms"][2]["uptake"] = 65  # S2 peer
     del sheets["results"][1]  # S1 r2 is withdrawn
@@ -139,8 +154,12 @@ def test_edited_sheet_updates_exactly_the_changed_records_in_history(
         ("moderator_value", "update", uptake),
         ("result", "delete", r2), ("result", "update", r1),
     ])  # fmt: skip
-    old, new = query(url, "SELECT old_values, new_values FROM change_log WHERE revision_id = :r"
-                     " AND table_name = 'result' AND op = 'update'", r=report.revision)[0]
+    old, new = query(
+        url,
+        "SELECT old_values, new_values FROM change_log WHERE revision_id = :r"
+        " AND table_name = 'result' AND op = 'update'",
+        r=report.revision,
+    )[0]
     assert json.loads(old)["m1i"] == 8.0 and json.loads(new)["m1i"] == 7.5
 
 
@@ -191,8 +210,10 @@ def test_xlsx_workbook_ingests_the_same_records_as_csv(sqlite_url: str, tmp_path
     for url, path in ((sqlite_url, book), (csv_url, PEER_SEED)):
         upgrade(url)
         ingest([path], codebook=PEER_CODEBOOK, database=url)
-    sql = ("SELECT s.study_key, r.result_key, e.yi, e.vi, e.formula, e.cluster FROM effect_size"
-           " e JOIN result r ON r.id = e.result_id JOIN study s ON s.id = r.study_id ORDER BY 1, 2")
+    sql = (
+        "SELECT s.study_key, r.result_key, e.yi, e.vi, e.formula, e.cluster FROM effect_size"
+        " e JOIN result r ON r.id = e.result_id JOIN study s ON s.id = r.study_id ORDER BY 1, 2"
+    )
     assert query(sqlite_url, sql) == query(csv_url, sql)
     # and the CSV sheets re-ingested into the XLSX-made database change nothing
     assert not ingest([PEER_SEED], codebook=PEER_CODEBOOK, database=sqlite_url).changed
@@ -200,9 +221,19 @@ def test_xlsx_workbook_ingests_the_same_records_as_csv(sqlite_url: str, tmp_path
 
 def _three_arm() -> dict:
     sheets = small()
-    sheets["arms"].insert(1, {"study_key": "S1", "arm_key": "pro", "label": "online therapist",
-                              "role": "intervention", "source": "online_professional",
-                              "platform": "video_conferencing", "dosage": 8, "uptake": 90})
+    sheets["arms"].insert(
+        1,
+        {
+            "study_key": "S1",
+            "arm_key": "pro",
+            "label": "online therapist",
+            "role": "intervention",
+            "source": "online_professional",
+            "platform": "video_conferencing",
+            "dosage": 8,
+            "uptake": 90,
+        },
+    )
     sheets["results"].insert(1, {**sheets["results"][0], "result_key": "r1b", "arm1_key": "pro",
                                  "m1i": 8.2, "sd1i": 4.1, "n1i": 38})  # fmt: skip
     return sheets
