@@ -313,3 +313,12 @@ def test_check_design_can_fail_instead_of_dropping():
     assert check_design(X, ["a", "b", "c"]).dropped == ["c"]
     with pytest.raises(ModelError, match="'c' are linear combinations"):
         check_design(X, ["a", "b", "c"], drop=False)
+
+
+def test_predict_prints_as_metafor():
+    """metafor: print(predict(rma(yi, vi, data = dat.bcg)))."""
+    text = str(predict(rma(YI, VI)))
+    assert text == (
+        "\n    pred     se   ci.lb   ci.ub   pi.lb  pi.ub \n"
+        " -0.7145 0.1798 -1.0669 -0.3622 -1.8667 0.4376 \n"
+    )

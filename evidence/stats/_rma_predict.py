@@ -52,7 +52,9 @@ class PredictResult:
             if has_pi:
                 row += [fcf(self.pi_lb[i], 4), fcf(self.pi_ub[i], 4)]
             rows.append(row)
-        lines = format_frame(header, rows, [str(i + 1) for i in range(len(rows))], gap=1)
+        pooled = self.X.shape == (1, 1)  # the pooled estimate: metafor prints no row name
+        names = [""] if pooled else [str(i + 1) for i in range(len(rows))]
+        lines = format_frame(header, rows, names, gap=1)
         return "\n" + "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
