@@ -255,9 +255,10 @@ def test_list_changes_filters_by_table_record_author_and_time(engine: sa.Engine)
     result_record = list_changes(engine, table="result", record="SIM-002-post")
     assert [(c.table_name, c.op) for c in result_record] == [
         ("result", "insert"),
-        ("effect_size", "insert"),
-        ("moderator_value", "insert"),
         ("result", "update"),
+    ]
+    assert [c.table_name for c in list_changes(engine, table="study", record="SIM-002")] == [
+        "study"
     ]
     assert len(list_changes(engine, until="2000-01-01")) == 0
     assert len(list_changes(engine, since="2000-01-01", limit=3)) == 3

@@ -43,7 +43,10 @@ def describe(change: Change) -> str:
 def history_command(
     table: str | None = typer.Option(None, "--table", help="Only this table (study, result...)."),
     record: str | None = typer.Option(
-        None, "--record", help="A row id (with --table) or natural key such as SIM-001."
+        None,
+        "--record",
+        help="A natural key such as SIM-001, or a row id with --table. Without --table,"
+        " the rows that belong to the record (arms, results...) are listed too.",
     ),
     author: str | None = typer.Option(None, "--author", help="Only changes by this author."),
     since: str | None = typer.Option(None, "--since", help="From this UTC date/time."),

@@ -288,8 +288,9 @@ def list_changes(
     table
         A data table (``study``, ``result``, ...).
     record
-        A row id (with *table*) or a natural key (``SIM-001``); a record's changes
-        include those of the rows that belong to it (a study's arms, results, ...).
+        A row id (with *table*) or a natural key (``SIM-001``). Without *table*, a
+        record's changes include those of the rows that belong to it (a study's arms,
+        results, effect sizes, ...); with *table*, only that table's rows are listed.
     author
         Who made the change (the revision's author).
     since, until
@@ -330,6 +331,8 @@ def list_changes(
     with _connection(engine) as connection:
         if record is not None:
             rows = _record_rows(connection, table, record)
+            if table is not None:
+                rows = {table: rows[table]} if table in rows else {}
             if not rows:
                 return []
             query = query.where(
