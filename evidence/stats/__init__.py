@@ -1,5 +1,6 @@
 """stats."""
 
+from evidence.stats.covariance import BlockCovariance, impute_covariance
 from evidence.stats.rma import (
     AnovaResult,
     ConfintResult,
@@ -10,7 +11,10 @@ from evidence.stats.rma import (
     predict,
     rma,
 )
+from evidence.stats.rma_mv import AnovaMv, MvPrediction, ProfileCI, RmaMvResult, anova_mv, rma_mv
+from evidence.stats.robust import robust
 from evidence.stats.subgroup import SubgroupResult, subgroup
+from evidence.stats.wald import WaldTest, wald_test
 
 __all__ = [
     "rma",
@@ -23,4 +27,15 @@ __all__ = [
     "AnovaResult",
     "subgroup",
     "SubgroupResult",
+    "rma_mv",
+    "RmaMvResult",
+    "MvPrediction",
+    "ProfileCI",
+    "anova_mv",
+    "AnovaMv",
+    "robust",
+    "wald_test",
+    "WaldTest",
+    "impute_covariance",
+    "BlockCovariance",
 ]

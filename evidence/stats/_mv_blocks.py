@@ -77,6 +77,7 @@ class SizeGroup:
     y: np.ndarray  # (B, n)
     V: np.ndarray  # (B, n, n)
     levels: list[Level]
+    V_diag: np.ndarray | None = None  # (B, n) when the sampling covariance is diagonal
 
 
 def _level_kind(codes: np.ndarray, rows: np.ndarray, blocks_equal_level: bool) -> Level:
@@ -130,23 +131,23 @@ class Blocks:
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         self.sizes = sizes
         # a level equals the block partition when it has as many groups as there are blocks
-        n_groups = [int(np.unique(c).size) for c in level_codes]
+        n_groups = [int(c.max()) + 1 for c in level_codes]  # codes are 0..n-1
         self.groups: list[SizeGroup] = []
         for n in np.unique(sizes):
             cl = np.flatnonzero(sizes == n)
             rows = order[starts[cl][:, None] + np.arange(n)]
+            vdiag = None
             if V is None:
+                vdiag = vi[rows]
                 Vs = np.zeros((cl.size, n, n))
-                Vs[:, np.arange(n), np.arange(n)] = vi[rows]
+                Vs[:, np.arange(n), np.arange(n)] = vdiag
             else:
                 Vs = V.gather(rows[:, :, None], rows[:, None, :])
             levels = [
                 _level_kind(codes, rows, ng == nb and _nested(codes, block_codes))
                 for codes, ng in zip(level_codes, n_groups, strict=True)
             ]
-            self.groups.append(
-                SizeGroup(int(n), rows, cl, X[rows], y[rows], Vs, levels)
-            )
+            self.groups.append(SizeGroup(int(n), rows, cl, X[rows], y[rows], Vs, levels, vdiag))
 
 
 def _nested(codes: np.ndarray, block_codes: np.ndarray) -> bool:

@@ -62,6 +62,43 @@ def build_m(g, sigma2: np.ndarray) -> np.ndarray:
     return M
 
 
+def minv_logdet(g, sigma2: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverse and log-determinant of every block of M in one size group.
+
+    With diagonal sampling variances and levels that are either the whole block or single
+    effect sizes, :math:`M_j = D_j + c\,\mathbf{1}\mathbf{1}'` and Sherman-Morrison gives
+    :math:`M_j^{-1} = D_j^{-1} - \frac{c}{1 + c\,\mathbf{1}'D_j^{-1}\mathbf{1}}
+    D_j^{-1}\mathbf{1}\mathbf{1}'D_j^{-1}` and
+    :math:`\log|M_j| = \sum \log d_{ji} + \log(1 + c\,\mathbf{1}'D_j^{-1}\mathbf{1})`;
+    otherwise a batched Cholesky factorisation.
+
+    Raises
+    ------
+    np.linalg.LinAlgError
+        A block is not positive definite.
+    """
+    if g.V_diag is not None and all(lev.kind in ("ones", "eye") for lev in g.levels):
+        d = g.V_diag.copy()
+        c = 0.0
+        for lev, s2 in zip(g.levels, sigma2, strict=True):
+            if lev.kind == "eye":
+                d += float(s2)
+            else:
+                c += float(s2)
+        if np.all(d > 0):
+            dinv = 1.0 / d
+            sdi = dinv.sum(axis=1)
+            f = c / (1.0 + c * sdi)
+            Minv = -f[:, None, None] * dinv[:, :, None] * dinv[:, None, :]
+            n = d.shape[1]
+            Minv[:, np.arange(n), np.arange(n)] += dinv
+            return Minv, float(np.log(d).sum() + np.log1p(c * sdi).sum())
+    M = build_m(g, sigma2)
+    L = np.linalg.cholesky(M)
+    logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+    return np.linalg.inv(M), logdet
+
+
 def evaluate(
     blocks: Blocks,
     sigma2: np.ndarray,
@@ -84,10 +121,8 @@ def evaluate(
     XtMy = np.zeros(p)
     minvs, MXs = [], []
     for g in blocks.groups:
-        M = build_m(g, sigma2)
-        L = np.linalg.cholesky(M)
-        logdet += 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
-        Minv = np.linalg.inv(M)
+        Minv, ld = minv_logdet(g, sigma2)
+        logdet += ld
         MX = Minv @ g.X
         XtMX += np.einsum("bip,biq->pq", g.X, MX)
         XtMy += np.einsum("bip,bi->p", MX, g.y)

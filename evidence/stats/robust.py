@@ -15,7 +15,7 @@ from scipy import stats as _st
 
 from evidence.errors import ModelError
 from evidence.stats._mv_blocks import Blocks
-from evidence.stats._mv_fit import build_m
+from evidence.stats._mv_fit import build_m, minv_logdet
 from evidence.stats.covariance import factorize
 from evidence.stats.rma_mv import RmaMvResult, with_inference
 from evidence.stats.wald import htz_df
@@ -167,8 +167,7 @@ def _cr1(fit: RmaMvResult, codes: np.ndarray, n: int, adjust: bool):
     beta = np.asarray(fit.beta)
     u = np.zeros((n, p))
     for g in model.blocks.groups:
-        M = build_m(g, sigma2)
-        Minv = np.linalg.inv(M)
+        Minv = minv_logdet(g, sigma2)[0]
         MX = Minv @ g.X  # rows of W X
         e = g.y - g.X @ beta
         contrib = MX * e[:, :, None]  # (B, n, p): (W X)_i e_i
@@ -213,7 +212,7 @@ def _cr2(fit: RmaMvResult, codes: np.ndarray, n: int):
         wp = np.where(w > 1e-12, np.abs(w) ** -0.5, 0.0)
         Gm = (U * wp[:, None, :]) @ np.swapaxes(U, 1, 2)
         A = Lc @ Gm @ R
-        W = np.linalg.inv(Th)
+        W = minv_logdet(g, sigma2)[0]
         E = np.einsum("bip,bij->bpj", g.X, W) @ A  # X'W A (B, p, n)
         e = g.y - g.X @ beta
         Ee = np.einsum("bpj,bj->bp", E, e)
