@@ -66,10 +66,10 @@ def minv_logdet(g, sigma2: np.ndarray) -> tuple[np.ndarray, float]:
     """Inverse and log-determinant of every block of M in one size group.
 
     With diagonal sampling variances and levels that are either the whole block or single
-    effect sizes, :math:`M_j = D_j + c\,\mathbf{1}\mathbf{1}'` and Sherman-Morrison gives
-    :math:`M_j^{-1} = D_j^{-1} - \frac{c}{1 + c\,\mathbf{1}'D_j^{-1}\mathbf{1}}
-    D_j^{-1}\mathbf{1}\mathbf{1}'D_j^{-1}` and
-    :math:`\log|M_j| = \sum \log d_{ji} + \log(1 + c\,\mathbf{1}'D_j^{-1}\mathbf{1})`;
+    effect sizes, :math:`M_j = D_j + c\\,\\mathbf{1}\\mathbf{1}'` and Sherman-Morrison gives
+    :math:`M_j^{-1} = D_j^{-1} - \frac{c}{1 + c\\,\\mathbf{1}'D_j^{-1}\\mathbf{1}}
+    D_j^{-1}\\mathbf{1}\\mathbf{1}'D_j^{-1}` and
+    :math:`\\log|M_j| = \\sum \\log d_{ji} + \\log(1 + c\\,\\mathbf{1}'D_j^{-1}\\mathbf{1})`;
     otherwise a batched Cholesky factorisation.
 
     Raises
@@ -231,9 +231,10 @@ def optimise(
         ) from err
     if not free_all.any():
         return FitResult(s, ev, True, 0)
-    it = 0
+    iterations = 0
     converged = False
     for it in range(1, maxiter + 1):
+        iterations = it
         fidx = np.flatnonzero(free_all)
         g = ev.grad
         # hold components at zero when the likelihood decreases into the interior
@@ -285,6 +286,6 @@ def optimise(
     if not converged:
         raise ConvergenceError(
             f"The {'REML' if reml else 'ML'} estimation of the variance components did not "
-            f"converge in {it} iterations; check the data or fix a component."
+            f"converge in {iterations} iterations; check the data or fix a component."
         )
-    return FitResult(s, ev, converged, it)
+    return FitResult(s, ev, converged, iterations)

@@ -50,16 +50,13 @@ def format_result(res) -> str:
     rn = [f"sigma^2.{i + 1}" for i in range(len(rows))]
     out += format_frame(["estim", "sqrt", "nlvls", "fixed", "factor"], rows, rn)
     out.append("")
+    qep = fmt_pval(res.QEp, 4, showeq=True, sep=" ")
     if res.int_only:
         out.append("Test for Heterogeneity:")
-        out.append(
-            f"Q(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {fmt_pval(res.QEp, 4, showeq=True, sep=' ')}"
-        )
+        out.append(f"Q(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {qep}")
     else:
         out.append("Test for Residual Heterogeneity:")
-        out.append(
-            f"QE(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {fmt_pval(res.QEp, 4, showeq=True, sep=' ')}"
-        )
+        out.append(f"QE(df = {res.QE_df}) = {fcf(res.QE, 4)}, p-val {qep}")
     out.append("")
     foot = "\u00b9" if res.robust_type else ""
     if res.robust_type:

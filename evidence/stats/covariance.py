@@ -98,7 +98,9 @@ class BlockCovariance:
         codes, labels = factorize(cluster, "cluster")
         m = labels.size
         if len(blocks) != m:
-            raise ModelError(f"Argument 'blocks' has {len(blocks)} blocks but there are {m} clusters.")
+            raise ModelError(
+                f"Argument 'blocks' has {len(blocks)} blocks but there are {m} clusters."
+            )
         _, sizes, pos = _group_rows(codes, m)
         flat = []
         for c, b in enumerate(blocks):
