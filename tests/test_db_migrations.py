@@ -48,7 +48,7 @@ def test_empty_database_upgrades_to_head_with_every_model_table(db_url: str) -> 
     state = migrate.upgrade(db_url)
     assert state.up_to_date and state.current == migrate.head()
     assert set(metadata.tables) <= _tables(db_url)
-    assert set(DATA_TABLES) | set(HISTORY_TABLES) == set(metadata.tables)
+    assert set(DATA_TABLES) | set(HISTORY_TABLES) <= set(metadata.tables)
 
 
 def test_alembic_check_reports_no_drift_at_head(migrated_db_url: str) -> None:
@@ -102,7 +102,7 @@ def test_downgrade_with_drop_data_removes_every_table(migrated_db_url: str) -> N
 def test_status_lists_pending_migrations_of_an_empty_database(sqlite_url: str) -> None:
     state = migrate.status(sqlite_url)
     assert state.current is None
-    assert state.pending == ("0001", "0002")
+    assert state.pending[:2] == ("0001", "0002") and state.pending[-1] == migrate.head()
     assert not state.up_to_date
     with pytest.raises(
         DatabaseError, match=r"no database at .*; create it with `evidence db init`"
