@@ -1,6 +1,21 @@
 """stats."""
 
+from evidence.stats.bias import (
+    FsnResult,
+    PetPeeseResult,
+    RanktestResult,
+    RegtestMvResult,
+    RegtestResult,
+    TrimfillResult,
+    fsn,
+    pet_peese,
+    ranktest,
+    regtest,
+    regtest_mv,
+    trimfill,
+)
 from evidence.stats.covariance import BlockCovariance, impute_covariance
+from evidence.stats.influence import CaseTable, InfluenceResult, cumul, influence, leave1out
 from evidence.stats.rma import (
     AnovaResult,
     ConfintResult,
@@ -38,4 +53,21 @@ __all__ = [
     "WaldTest",
     "impute_covariance",
     "BlockCovariance",
+    "regtest",
+    "RegtestResult",
+    "ranktest",
+    "RanktestResult",
+    "trimfill",
+    "TrimfillResult",
+    "fsn",
+    "FsnResult",
+    "pet_peese",
+    "PetPeeseResult",
+    "regtest_mv",
+    "RegtestMvResult",
+    "leave1out",
+    "cumul",
+    "CaseTable",
+    "influence",
+    "InfluenceResult",
 ]
