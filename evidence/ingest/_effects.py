@@ -85,9 +85,16 @@ def shared_arm_divisor(results: pd.DataFrame) -> pd.Series:
     return k.reindex(results.index).fillna(1.0).astype("float64")
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True, allow_nan=False).encode
+
+
 def _json(d: dict[str, Any]) -> str:
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
-    return json.dumps(clean, sort_keys=True)
+    """Canonical JSON of a formula's inputs (sorted keys; a missing number as null)."""
+    try:
+        return _ENCODE(d)
+    except ValueError:
+        return _ENCODE({k: None if isinstance(v, float) and math.isnan(v) else v
+                        for k, v in d.items()})  # fmt: skip
 
 
 def _two_by_two(res: pd.DataFrame, measure: str, flip: np.ndarray, divisor: np.ndarray,

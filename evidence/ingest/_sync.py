@@ -58,10 +58,12 @@ def _canonical(series: pd.Series, kind: str) -> pd.Series:
             series = series.map(lambda x: None if x is None or x is pd.NA else float(bool(x)))
         return pd.to_numeric(series, errors="coerce").astype("float64")
     values = series.to_numpy(dtype=object)
-    if kind == "date":
-        out = [None if _null(x) else str(x)[:10] for x in values]
+    if kind in ("date", "datetime"):
+        width = 10 if kind == "date" else None
+        out = np.array([None if _null(x) else str(x)[:width] for x in values], dtype=object)
     else:
-        out = [None if _null(x) else str(x) for x in values]
+        out = values.copy()
+        out[pd.isna(values)] = None
     return pd.Series(out, index=series.index, dtype=object)
 
 
@@ -74,9 +76,8 @@ def _equal(a: pd.Series, b: pd.Series) -> np.ndarray:
         x, y = a.to_numpy(), b.to_numpy()
         return (x == y) | (np.isnan(x) & np.isnan(y))
     x, y = a.to_numpy(dtype=object), b.to_numpy(dtype=object)
-    return np.array(
-        [p == q or (p is None and q is None) for p, q in zip(x, y, strict=True)], dtype=bool
-    )
+    same = np.asarray(x == y, dtype=bool) if len(x) else np.zeros(0, dtype=bool)
+    return same | (pd.isna(x) & pd.isna(y))
 
 
 def load(conn: Connection, table: sa.Table, where: sa.ColumnElement | None,
@@ -86,7 +87,10 @@ def load(conn: Connection, table: sa.Table, where: sa.ColumnElement | None,
     query = sa.select(*cols)
     if where is not None:
         query = query.where(where)
-    rows = conn.execute(query).all()
+    # Driver rows without per-value result processing: the comparison canonicalises values
+    # (SQLite gives 0/1 for flags and ISO text for dates; PostgreSQL gives bool and date).
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    rows = [tuple(r) for r in conn.exec_driver_sql(sql).fetchall()]
     return (
         pd.DataFrame(rows, columns=["id", *columns])
         if rows
@@ -131,57 +135,80 @@ def diff(table: sa.Table, desired: pd.DataFrame, current: pd.DataFrame, keys: Se
     return Diff(table.name, desired.iloc[ins_pos][keys + values].copy(), update, delete)
 
 
-def _records(table: sa.Table, frame: pd.DataFrame, columns: Sequence[str]) -> list[dict]:
-    """Frame rows as parameter dicts with Python values of each column's type."""
-    out: dict[str, list] = {}
+def _columns(conn: Connection, table: sa.Table, frame: pd.DataFrame, columns: Sequence[str],
+             extra: dict) -> tuple[list[str], list[tuple]]:  # fmt: skip
+    """Frame rows as tuples of driver values (each column's bind processor applied)."""
+    n = len(frame)
+    names, values = [], []
     for c in columns:
-        kind = _kind(table.c[c]) if c in table.c else "int"
+        kind = _kind(table.c[c])
         s = frame[c]
         if kind in ("int", "float"):
             arr = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
             conv = int if kind == "int" else float
-            out[c] = [None if np.isnan(x) else conv(x) for x in arr]
+            col = [None if x != x else conv(x) for x in arr.tolist()]
         elif kind == "bool":
-            out[c] = [None if x is None or x is pd.NA else bool(x) for x in s.to_numpy(object)]
+            col = [None if _null(x) else bool(x) for x in s.to_numpy(object)]
         elif kind == "date":
-            out[c] = [None if x is None or (isinstance(x, float) and np.isnan(x)) else
-                      x if isinstance(x, dt.date) else dt.date.fromisoformat(str(x))
-                      for x in s.to_numpy(object)]  # fmt: skip
+            col = [None if _null(x) else x if isinstance(x, dt.date)
+                   else dt.date.fromisoformat(str(x)) for x in s.to_numpy(object)]  # fmt: skip
         else:
-            out[c] = [None if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA
-                      else x for x in s.to_numpy(object)]  # fmt: skip
-    names = list(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*(out[c] for c in names),
-                                                               strict=True)]  # fmt: skip
+            col = [None if _null(x) else x for x in s.to_numpy(object)]
+        names.append(c)
+        values.append(col)
+    for c, v in extra.items():
+        names.append(c)
+        values.append([v] * n)
+    for i, c in enumerate(names):
+        proc = table.c[c].type.bind_processor(conn.dialect)
+        if proc is not None:
+            values[i] = [None if v is None else proc(v) for v in values[i]]
+    return names, list(zip(*values, strict=True)) if values else []
+
+
+def _sql(conn: Connection, table: sa.Table, names: Sequence[str], update: bool) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    if update:
+        sets = ", ".join(f"{quote(c)} = {mark}" for c in names)
+        return f"UPDATE {quote(table.name)} SET {sets} WHERE id = {mark}"
+    cols = ", ".join(quote(c) for c in names)
+    return f"INSERT INTO {quote(table.name)} ({cols}) VALUES ({', '.join([mark] * len(names))})"
 
 
 def apply_diff(conn: Connection, table: sa.Table, d: Diff, *, extra: dict | None = None,
                progress: Progress | None = None) -> None:  # fmt: skip
-    """Write one table's differences: inserts, updates by id, deletes by id, in chunks."""
+    """Write one table's differences: inserts, updates by id, deletes by id, in chunks.
+
+    Inserts and updates go to the driver's ``executemany`` directly (one prepared statement,
+    tuples of values already converted by each column's SQLAlchemy type), the fastest bulk
+    path on SQLite and PostgreSQL alike.
+    """
     extra = extra or {}
     total = sum(d.counts)
     done = 0
     if len(d.insert):
-        cols = list(d.insert.columns)
-        records = _records(table, d.insert, cols)
-        for i in range(0, len(records), CHUNK):
-            chunk = [r | extra for r in records[i : i + CHUNK]]
-            conn.execute(table.insert(), chunk)
+        names, rows = _columns(conn, table, d.insert, list(d.insert.columns), extra)
+        sql = _sql(conn, table, names, update=False)
+        for i in range(0, len(rows), CHUNK):
+            chunk = rows[i : i + CHUNK]
+            conn.exec_driver_sql(sql, chunk)
             done += len(chunk)
             if progress:
                 progress(table.name, done, total)
     if len(d.update):
         cols = [c for c in d.update.columns if c != "id"]
-        records = _records(table, d.update, ["id", *cols])
-        stmt = (
-            table.update()
-            .where(table.c.id == sa.bindparam("_id"))
-            .values({c: sa.bindparam(c) for c in [*cols, *extra]})
-        )
-        for i in range(0, len(records), CHUNK):
-            chunk = [{**{k: v for k, v in r.items() if k != "id"}, "_id": r["id"], **extra}
-                     for r in records[i : i + CHUNK]]  # fmt: skip
-            conn.execute(stmt, chunk)
+        names, rows = _columns(conn, table, d.update, [*cols, "id"], extra={})
+        extra_values = tuple(
+            table.c[c].type.bind_processor(conn.dialect)(v)
+            if table.c[c].type.bind_processor(conn.dialect) else v
+            for c, v in extra.items()
+        )  # fmt: skip
+        rows = [r[:-1] + extra_values + r[-1:] for r in rows]
+        sql = _sql(conn, table, [*cols, *extra], update=True)
+        for i in range(0, len(rows), CHUNK):
+            chunk = rows[i : i + CHUNK]
+            conn.exec_driver_sql(sql, chunk)
             done += len(chunk)
             if progress:
                 progress(table.name, done, total)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from evidence.errors import ValidationError
@@ -45,14 +46,8 @@ def _error(file: str, sheet: str | None, rule: str, *, row: int | None = None,
     return ValidationError(f"{where}: {rule}", [failure])
 
 
-def _frame(file: str, sheet: str, rows: Iterable[tuple[int, list[str]]]) -> Sheet:
-    """Build a Sheet from (row number, cells) pairs; the first pair is the header."""
-    iterator = iter(rows)
-    first = next(iterator, None)
-    if first is None:
-        raise _error(file, sheet, "the sheet is empty (expected a header row naming the columns)")
-    header_row, header = first
-    header = [h.strip() for h in header]
+def _header(file: str, sheet: str, header_row: int, cells: Sequence[str]) -> list[str]:
+    header = [h.strip() for h in cells]
     while header and header[-1] == "":
         header.pop()
     if not header:
@@ -65,24 +60,75 @@ def _frame(file: str, sheet: str, rows: Iterable[tuple[int, list[str]]]) -> Shee
                          column=name)  # fmt: skip
         if name == ROW:
             raise _error(file, sheet, f"column name {ROW} is reserved", column=name)
+    return header
+
+
+def _body(file: str, sheet: str, header: list[str], frame: pd.DataFrame,
+          numbers: np.ndarray) -> Sheet:  # fmt: skip
+    """Strip the cells, drop blank lines, add the row numbers."""
+    if len(frame):
+        for name in header:
+            frame[name] = frame[name].str.strip().astype(object)
+        filled = (frame != "").any(axis=1).to_numpy()  # blank lines are skipped
+        frame = frame[filled].reset_index(drop=True)
+        rows = np.asarray(numbers, dtype="int64")[filled]
+    else:
+        frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in header})
+        rows = np.zeros(0, dtype="int64")
+    frame[ROW] = rows
+    return Sheet(name=sheet, file=file, frame=frame, header=tuple(header))
+
+
+def _frame(file: str, sheet: str, rows: Iterable[tuple[int, list[str]]]) -> Sheet:
+    """Build a Sheet from (row number, cells) pairs; the first pair is the header."""
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        raise _error(file, sheet, "the sheet is empty (expected a header row naming the columns)")
+    header = _header(file, sheet, first[0], first[1])
     width = len(header)
     numbers: list[int] = []
     records: list[list[str]] = []
     for number, cells in iterator:
-        cells = [c.strip() for c in cells]
-        if not any(cells):
-            continue  # a blank line
-        if len(cells) > width and any(cells[width:]):
-            raise _error(file, sheet, f"the row has {len(cells)} cells but the header names "
-                         f"{width} columns", row=number)  # fmt: skip
-        cells = (cells + [""] * width)[:width]
+        n = len(cells)
+        if n != width:
+            if n > width:
+                if any(str(c).strip() for c in cells[width:]):
+                    raise _error(file, sheet, f"the row has {n} cells but the header names "
+                                 f"{width} columns", row=number)  # fmt: skip
+                cells = cells[:width]
+            else:
+                cells = cells + [""] * (width - n)
         numbers.append(number)
         records.append(cells)
     frame = pd.DataFrame(records, columns=header, dtype=object)
-    if not records:
-        frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in header})
-    frame[ROW] = pd.Series(numbers, dtype="int64")
-    return Sheet(name=sheet, file=file, frame=frame, header=tuple(header))
+    return _body(file, sheet, header, frame, np.asarray(numbers, dtype="int64"))
+
+
+def _fast_csv(file: str, sheet: str, text: str) -> Sheet | None:
+    """Read with pandas' C parser when row numbers are unambiguous (no multi-line cells)."""
+    try:
+        table = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False,
+                            na_filter=False, skip_blank_lines=False, engine="c")  # fmt: skip
+    except (pd.errors.ParserError, ValueError):
+        return None  # the csv module reports the exact row
+    if table.empty:
+        return None
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if lines != len(table):
+        return None  # a quoted cell spans lines: the csv module numbers rows exactly
+    header = _header(file, sheet, 1, [str(x) for x in table.iloc[0]])
+    width = len(header)
+    if table.shape[1] > width:
+        extra = table.iloc[1:, width:]
+        bad = (extra.apply(lambda col: col.str.strip()) != "").any(axis=1)
+        if bad.any():
+            return None  # the csv module reports the ragged row
+    body = table.iloc[1:, :width].copy()
+    body = body.reindex(columns=range(width), fill_value="")
+    body.columns = header
+    return _body(file, sheet, header, body.reset_index(drop=True),
+                 np.arange(2, len(table) + 1, dtype="int64"))  # fmt: skip
 
 
 def read_csv_sheet(path: str | Path, sheet: str | None = None) -> Sheet:
@@ -112,6 +158,9 @@ def read_csv_sheet(path: str | Path, sheet: str | None = None) -> Sheet:
         ) from None
     if "\x00" in text:
         raise _error(str(path), sheet, "the file is not a text CSV file (it holds NUL bytes)")
+    fast = _fast_csv(str(path), sheet, text)
+    if fast is not None:
+        return fast
     reader = csv.reader(io.StringIO(text, newline=""))
 
     def rows() -> Iterable[tuple[int, list[str]]]:

@@ -171,8 +171,10 @@ def _cross_failures(
         if not all(k in frame.columns for k in keys) or frame.empty:
             continue
         complete = frame[list(keys)].notna().all(axis=1)
+        dup = complete & frame.duplicated(subset=list(keys), keep="first")
+        if not dup.any():
+            continue
         key = _keyed(frame, keys)
-        dup = complete & key.duplicated(keep="first")
         first_row = frame[ROW].groupby(key).transform("first")
         for idx in frame.index[dup]:
             value = ", ".join(str(frame.at[idx, k]) for k in keys)
@@ -199,9 +201,10 @@ def _cross_failures(
         for col, target, tcol, word in refs:
             if target not in typed or col not in res.columns:
                 continue
-            known = set(_keyed(typed[target], ("study_key", tcol)))
+            known = pd.MultiIndex.from_frame(typed[target][["study_key", tcol]].astype(object))
             given = res[col].notna() & res["study_key"].isin(studies)
-            missing = given & ~_keyed(res, ("study_key", col)).isin(known)
+            pairs = pd.MultiIndex.from_frame(res[["study_key", col]].astype(object))
+            missing = given & ~pairs.isin(known)
             for idx in res.index[missing]:
                 out.append(failure(sheets["results"], res.at[idx, ROW], col, res.at[idx, col],
                                    f"unknown {word}: study {res.at[idx, 'study_key']} has no "
