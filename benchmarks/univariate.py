@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--metafor-sizes", type=int, nargs="*", default=[1000, 5000])
-    ap.add_argument("--pymare-max", type=int, default=10_000, help="largest k for PyMARE")
+    ap.add_argument("--pymare-max", type=int, default=5000, help="largest k for PyMARE (dense)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     sizes = sorted(set(args.sizes) | set(args.metafor_sizes))
