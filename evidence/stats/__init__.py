@@ -28,6 +28,7 @@ from evidence.stats.rma import (
 )
 from evidence.stats.rma_mv import AnovaMv, MvPrediction, ProfileCI, RmaMvResult, anova_mv, rma_mv
 from evidence.stats.robust import robust
+from evidence.stats.sensitivity import SensitivityResult, sensitivity_suite
 from evidence.stats.subgroup import SubgroupResult, subgroup
 from evidence.stats.wald import WaldTest, wald_test
 
@@ -70,4 +71,6 @@ __all__ = [
     "CaseTable",
     "influence",
     "InfluenceResult",
+    "sensitivity_suite",
+    "SensitivityResult",
 ]

@@ -1,0 +1,357 @@
+"""The sensitivity analyses a living review reports beside its main estimate.
+
+``sensitivity_suite`` runs, on one set of (possibly dependent) effect sizes, the analyses of
+metapsyTools' ``runMetaAnalysis`` (Harrer et al., the Metapsy project): the overall model,
+effects aggregated to one per study, the lowest and the highest effect per study, outliers
+removed, influential cases removed, low risk of bias only, a three-level model, and the
+correlated-and-hierarchical-effects (CHE) model with cluster-robust (CR2) inference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from evidence.errors import EvidenceError, ModelError
+from evidence.stats._bias_common import Renders
+from evidence.stats._format import fcf, fmt_pval
+from evidence.stats.covariance import factorize, impute_covariance
+from evidence.stats.influence import influence
+from evidence.stats.rma import alpha_from_level, predict, rma
+
+__all__ = ["sensitivity_suite", "SensitivityResult", "SensitivityRow", "aggregate_cs"]
+
+ANALYSES = (
+    "overall",
+    "combined",
+    "lowest",
+    "highest",
+    "outliers_removed",
+    "influence_removed",
+    "rob_low",
+    "three_level",
+    "che_robust",
+)
+_LABELS = {
+    "overall": "Overall",
+    "combined": "One effect per study (aggregated)",
+    "lowest": "Lowest effect per study",
+    "highest": "Highest effect per study",
+    "outliers_removed": "Outliers removed",
+    "influence_removed": "Influential cases removed",
+    "rob_low": "Low risk of bias only",
+    "three_level": "Three-level model",
+    "che_robust": "CHE model (robust, CR2)",
+}
+_LOW_ROB = {"low", "low risk", "low risk of bias", "+", "1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """One analysis: effects ``k`` from ``studies`` studies, pooled ``g`` with its CI, p,
+    I2 (percent) and prediction interval; ``note`` says why a row is empty."""
+
+    analysis: str
+    label: str
+    k: int
+    studies: int
+    g: float
+    ci_lb: float
+    ci_ub: float
+    pval: float
+    I2: float
+    pi_lb: float
+    pi_ub: float
+    note: str = ""
+
+
+@dataclass(frozen=True, repr=False)
+class SensitivityResult(Renders):
+    """All rows of the sensitivity suite (:func:`sensitivity_suite`) and its settings."""
+
+    rows: tuple[SensitivityRow, ...]
+    rho: float
+    method: str
+    level: float
+    removed_outliers: tuple[int, ...]
+    removed_influential: tuple[int, ...]
+
+    def row(self, analysis: str) -> SensitivityRow:
+        for r in self.rows:
+            if r.analysis == analysis:
+                return r
+        raise KeyError(analysis)
+
+    def __str__(self) -> str:
+        from evidence.stats._format import format_frame
+
+        header = ["k", "studies", "g", "ci.lb", "ci.ub", "pval", "I2", "pi.lb", "pi.ub"]
+        body = []
+        for r in self.rows:
+            body.append(
+                [
+                    str(r.k),
+                    str(r.studies),
+                    fcf(r.g, 4),
+                    fcf(r.ci_lb, 4),
+                    fcf(r.ci_ub, 4),
+                    fmt_pval(r.pval, 4),
+                    fcf(r.I2, 2),
+                    fcf(r.pi_lb, 4),
+                    fcf(r.pi_ub, 4),
+                ]
+            )
+        lines = [
+            "",
+            f"Sensitivity Analyses (tau^2 estimator: {self.method}; assumed within-study "
+            f"correlation rho = {self.rho:g}; {self.level:g}% CI)",
+            "",
+        ]
+        lines += format_frame(header, body, [r.label for r in self.rows])
+        notes = [f"{r.label}: {r.note}" for r in self.rows if r.note]
+        if notes:
+            lines += [""] + notes
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self) -> str:
+        return f"SensitivityResult(rows={len(self.rows)}, rho={self.rho})"
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([r.__dict__ for r in self.rows]).set_index("analysis")
+
+    def to_dict(self) -> dict[str, Any]:
+        from evidence.stats._rma_result import json_safe
+
+        return json_safe(
+            {
+                "rows": [dict(r.__dict__) for r in self.rows],
+                "rho": self.rho,
+                "method": self.method,
+                "level": self.level,
+                "removed_outliers": list(self.removed_outliers),
+                "removed_influential": list(self.removed_influential),
+            }
+        )
+
+
+def aggregate_cs(
+    yi: np.ndarray, vi: np.ndarray, cluster: Any, rho: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One effect per cluster under a compound-symmetric sampling covariance.
+
+    Returns the aggregated ``yi``, ``vi`` and the cluster labels (sorted).
+
+    Notes
+    -----
+    metafor's ``aggregate.escalc(struct = "CS", rho, weighted = TRUE)``: with ``V_j`` the
+    cluster's covariance (``rho sqrt(v_i v_l)`` off the diagonal) and ``W_j = V_j^{-1}``,
+    ``y_j = 1'W_j y / 1'W_j 1`` and ``v_j = 1 / 1'W_j 1``.
+    """
+    codes, labels = factorize(cluster, "study")
+    out_y = np.empty(labels.size)
+    out_v = np.empty(labels.size)
+    for j in range(labels.size):
+        rows = np.flatnonzero(codes == j)
+        s = np.sqrt(vi[rows])
+        block = rho * np.outer(s, s)
+        np.fill_diagonal(block, vi[rows])
+        W = np.linalg.inv(block)
+        one = W.sum(axis=0)
+        out_v[j] = 1.0 / float(one.sum())
+        out_y[j] = float(one @ yi[rows]) * out_v[j]
+    return out_y, out_v, labels
+
+
+def _uni_row(name: str, fit, studies: int) -> SensitivityRow:
+    pr = predict(fit)
+    return SensitivityRow(
+        analysis=name,
+        label=_LABELS[name],
+        k=fit.k,
+        studies=studies,
+        g=float(fit.beta[0]),
+        ci_lb=float(fit.ci_lb[0]),
+        ci_ub=float(fit.ci_ub[0]),
+        pval=float(fit.pval[0]),
+        I2=float(fit.I2),
+        pi_lb=float(pr.pi_lb[0]),
+        pi_ub=float(pr.pi_ub[0]),
+    )
+
+
+def _empty(name: str, note: str, k: int = 0, studies: int = 0) -> SensitivityRow:
+    nan = math.nan
+    return SensitivityRow(name, _LABELS[name], k, studies, nan, nan, nan, nan, nan, nan, nan, note)
+
+
+def _pick(yi: np.ndarray, codes: np.ndarray, m: int, highest: bool) -> np.ndarray:
+    """Row index of the lowest (highest) effect of each study; the first one on ties."""
+    out = np.empty(m, dtype=int)
+    for j in range(m):
+        rows = np.flatnonzero(codes == j)
+        vals = yi[rows]
+        out[j] = rows[int(np.argmax(vals) if highest else np.argmin(vals))]
+    return out
+
+
+def sensitivity_suite(
+    yi: Any,
+    vi: Any,
+    study: Sequence[Any],
+    es_id: Sequence[Any] | None = None,
+    *,
+    rob: Sequence[Any] | None = None,
+    rho: float = 0.6,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 95,
+) -> SensitivityResult:
+    """Run the sensitivity analyses of a living review in one table.
+
+    Parameters
+    ----------
+    yi, vi
+        Effect sizes and sampling variances (one row per effect size).
+    study, es_id
+        Study of each effect and its identifier within the study (default: row number).
+    rob
+        Risk of bias per effect (or of its study): rows rated "low" (or True) are kept by
+        the low-risk-of-bias analysis; None skips it.
+    rho
+        Assumed correlation of effects within a study (aggregation and CHE).
+    method, test, level
+        Estimator of the univariate models (REML or ML for the multilevel ones), their
+        test, and the confidence level in percent.
+
+    Returns
+    -------
+    SensitivityResult
+        One :class:`SensitivityRow` per analysis: ``overall`` (all effects, univariate random
+        effects), ``combined`` (aggregated to one per study, metafor's ``aggregate`` with
+        ``struct="CS"``), ``lowest`` / ``highest`` (one effect per study), ``outliers_removed``
+        (effects whose CI lies wholly outside the pooled CI of the overall model),
+        ``influence_removed`` (effects flagged by :func:`evidence.stats.influence`),
+        ``rob_low``, ``three_level`` (``rma_mv`` with study / es_id) and ``che_robust``
+        (three-level model with the sampling covariance imputed from rho, CR2 inference with
+        Satterthwaite df, as ``robust(..., clubSandwich = TRUE)``). An analysis that cannot
+        run (too few effects, no low-risk studies) gives a row of NaN with a note.
+
+    Notes
+    -----
+    Prediction intervals: ``g +- c sqrt(SE^2 + tau^2)`` (sum of the variance components for
+    the multilevel models), c the normal or t quantile as metafor's ``predict``. I2 of the
+    multilevel models is the total share of the variance components (metafor's FAQ,
+    Nakagawa & Santos 2012). The outlier rule is metapsyTools' ``find.outliers``.
+    """
+    from evidence.stats.rma_mv import rma_mv
+    from evidence.stats.robust import robust
+
+    y = np.asarray(yi, dtype=float).reshape(-1)
+    v = np.asarray(vi, dtype=float).reshape(-1)
+    k = y.size
+    if v.size != k:
+        raise ModelError(f"Argument 'vi' has {v.size} values but 'yi' has {k}.")
+    st = np.asarray(study, dtype=object).reshape(-1)
+    if st.size != k:
+        raise ModelError(f"Argument 'study' has {st.size} values but 'yi' has {k}.")
+    es = np.arange(k) if es_id is None else np.asarray(es_id, dtype=object).reshape(-1)
+    if es.size != k:
+        raise ModelError(f"Argument 'es_id' has {es.size} values but 'yi' has {k}.")
+    if not np.all(np.isfinite(y)) or not np.all(np.isfinite(v)):
+        bad = int(np.flatnonzero(~(np.isfinite(y) & np.isfinite(v)))[0])
+        raise ModelError(f"Row {bad + 1} has a missing or infinite yi or vi.")
+    if not -1 < rho < 1:
+        raise ModelError(f"Argument 'rho' must lie between -1 and 1, not {rho}.")
+    codes, labels = factorize(st, "study")
+    m = labels.size
+    rows: list[SensitivityRow] = []
+
+    def uni(name: str, keep_y: np.ndarray, keep_v: np.ndarray, studies: int) -> None:
+        try:
+            rows.append(
+                _uni_row(name, rma(keep_y, keep_v, method=method, test=test, level=level), studies)
+            )
+        except EvidenceError as err:
+            rows.append(_empty(name, str(err), keep_y.size, studies))
+
+    overall = rma(y, v, method=method, test=test, level=level)
+    rows.append(_uni_row("overall", overall, m))
+
+    ay, av, _ = aggregate_cs(y, v, codes, rho)
+    uni("combined", ay, av, m)
+    lo, hi = _pick(y, codes, m, False), _pick(y, codes, m, True)
+    uni("lowest", y[lo], v[lo], m)
+    uni("highest", y[hi], v[hi], m)
+
+    crit = float(sps.norm.isf(alpha_from_level(level) / 2))
+    se = np.sqrt(v)
+    outl = (y + crit * se < overall.ci_lb[0]) | (y - crit * se > overall.ci_ub[0])
+    keep = ~outl
+    uni("outliers_removed", y[keep], v[keep], np.unique(codes[keep]).size)
+
+    try:
+        infl = np.asarray(influence(overall).is_infl)
+    except EvidenceError as err:
+        infl = np.zeros(k, bool)
+        rows.append(_empty("influence_removed", str(err)))
+    else:
+        keep = ~infl
+        uni("influence_removed", y[keep], v[keep], np.unique(codes[keep]).size)
+
+    if rob is None:
+        rows.append(_empty("rob_low", "no risk-of-bias ratings given"))
+    else:
+        rb = np.asarray(rob, dtype=object).reshape(-1)
+        if rb.size != k:
+            raise ModelError(f"Argument 'rob' has {rb.size} values but 'yi' has {k}.")
+        low = np.array([x is True or str(x).strip().lower() in _LOW_ROB for x in rb])
+        if not low.any():
+            rows.append(_empty("rob_low", "no effect with low risk of bias"))
+        else:
+            uni("rob_low", y[low], v[low], np.unique(codes[low]).size)
+
+    mv_method = method if method in ("REML", "ML") else "REML"
+    random = [codes, factorize(es, "es_id")[0]]
+    try:
+        m3 = rma_mv(y, v, random=random, method=mv_method, test=test, level=level)
+        rows.append(_mv_row("three_level", m3, m3, m))
+    except EvidenceError as err:
+        rows.append(_empty("three_level", str(err), k, m))
+    try:
+        V = impute_covariance(v, codes, rho)
+        che = rma_mv(y, None, V=V, random=random, method=mv_method, level=level)
+        rows.append(_mv_row("che_robust", robust(che, codes, clubSandwich=True), che, m))
+    except EvidenceError as err:
+        rows.append(_empty("che_robust", str(err), k, m))
+    return SensitivityResult(
+        rows=tuple(rows),
+        rho=float(rho),
+        method=method,
+        level=float(level),
+        removed_outliers=tuple(int(i) for i in np.flatnonzero(outl)),
+        removed_influential=tuple(int(i) for i in np.flatnonzero(infl)),
+    )
+
+
+def _mv_row(name: str, res, model, studies: int) -> SensitivityRow:
+    pr = res.predict()
+    return SensitivityRow(
+        analysis=name,
+        label=_LABELS[name],
+        k=res.k,
+        studies=studies,
+        g=float(res.beta[0]),
+        ci_lb=float(res.ci_lb[0]),
+        ci_ub=float(res.ci_ub[0]),
+        pval=float(res.pval[0]),
+        I2=float(model.I2),
+        pi_lb=float(pr.pi_lb[0]),
+        pi_ub=float(pr.pi_ub[0]),
+    )
