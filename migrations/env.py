@@ -20,6 +20,7 @@ from alembic import context
 from evidence.config import database_url
 from evidence.db.engine import get_engine
 from evidence.db.models import metadata
+from evidence.views import models as _view_models  # noqa: F401  (analysis view tables)
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -1,0 +1,226 @@
+"""Stored views on the SIMULATED peer support seed: create, show, freshness, history, as-of.
+
+Runs on SQLite, and on PostgreSQL when EVIDENCE_TEST_POSTGRES_URL is set.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from evidence.config import project_root
+from evidence.db.engine import get_engine, write_transaction
+from evidence.errors import NotFoundError, SelectionError
+from evidence.ingest.codebook import load_codebook
+from evidence.ingest.loader import ingest
+from evidence.views import (
+    create_plan_views,
+    create_view,
+    diff_revisions,
+    drop_view,
+    list_views,
+    recompute_as_of,
+    refresh_affected,
+    results_table,
+    show_view,
+    stale_views,
+    view_history,
+)
+
+ROOT = project_root()
+CODEBOOK = ROOT / "schemas" / "peer_support.yaml"
+
+
+@pytest.fixture
+def seeded(migrated_db_url: str):
+    engine = get_engine(migrated_db_url)
+    ingest([ROOT / "seeds" / "peer_support"], codebook=CODEBOOK, database=engine)
+    yield engine
+    engine.dispose()
+
+
+def _set_yi(engine: sa.Engine, es_id: int, delta: float) -> int:
+    with write_transaction(engine, message="edit") as (conn, revision):
+        conn.execute(
+            sa.text("UPDATE effect_size SET yi = yi + :d WHERE id = :i"), {"d": delta, "i": es_id}
+        )
+    return revision
+
+
+def _study_of(engine: sa.Engine, es_id: int) -> tuple[str, str]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT s.study_key, o.domain FROM effect_size e JOIN result r ON r.id = e.result_id"
+                " JOIN study s ON s.id = r.study_id JOIN outcome o ON o.id = r.outcome_id"
+                " WHERE e.id = :i"
+            ),
+            {"i": es_id},
+        ).one()
+
+
+def test_created_view_stores_its_result_with_revision_fingerprint_and_summary(seeded) -> None:
+    status = create_view(
+        seeded, "mental-controlled", 'domain == "mental" and design == "controlled"',
+        model="che", options={"rho": 0.6},
+    )  # fmt: skip
+    assert status.fresh and status.status == "ok"
+    assert status.revision == 1 and status.k_effects > 0
+    assert status.k_studies <= status.k_effects
+    assert status.headline["ci_lb"] < status.headline["estimate"] < status.headline["ci_ub"]
+    assert "Multivariate Meta-Analysis Model" in status.summary
+    assert "SIMULATED" in status.summary
+    assert status.result["overall"]["k"] == status.k_effects
+    assert json.dumps(status.to_dict())
+
+
+def test_view_create_refuses_bad_selection_and_stores_nothing(seeded) -> None:
+    with pytest.raises(SelectionError, match="position 1: unknown field 'domian'"):
+        create_view(seeded, "bad", 'domian == "mental"')
+    with pytest.raises(SelectionError, match="not a level of 'platform'"):
+        create_view(seeded, "bad", 'platform in ["app", "fax"]')
+    with pytest.raises(SelectionError, match="moderator 'colour' is not a declared field"):
+        create_view(seeded, "bad", "", moderators=["colour"])
+    assert list_views(seeded) == []
+
+
+def test_injection_in_a_view_selection_never_reaches_sql(seeded) -> None:
+    status = create_view(seeded, "inj", 'study == "x\'; DROP TABLE study; --"')
+    assert status.status == "error" and status.k_effects == 0
+    with seeded.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM study")).scalar() == 120
+    with pytest.raises(SelectionError, match="unexpected character ';'"):
+        create_view(seeded, "inj2", 'domain == "mental"; DROP TABLE study')
+
+
+def test_a_write_refreshes_exactly_the_views_it_affects(seeded) -> None:
+    create_plan_views(seeded, load_codebook(CODEBOOK))
+    es_id = 1
+    study, domain = _study_of(seeded, es_id)
+    _set_yi(seeded, es_id, 0.5)
+    assert len(stale_views(seeded)) == 22  # every view is unconfirmed until checked
+    report = refresh_affected(seeded)
+    other = "mental" if domain == "physical" else "physical"
+    assert set(report.recomputed) == {v for v in report.recomputed if v.startswith(domain)}
+    assert f"{domain}-overall" in report.recomputed
+    assert all(v.startswith(other) for v in report.confirmed)
+    assert len(report.recomputed) + len(report.confirmed) == 22
+    assert stale_views(seeded) == []
+
+
+def test_plain_sql_change_is_detected_and_never_shown_as_current(seeded) -> None:
+    before = create_view(seeded, "all", "")
+    with seeded.begin() as conn:  # plain SQL, outside evidence's write path
+        conn.execute(sa.text("UPDATE effect_size SET yi = yi + 1 WHERE id = 2"))
+    assert stale_views(seeded) == ["all"]
+    stale = show_view(seeded, "all", refresh=False)
+    assert not stale.fresh
+    with seeded.connect() as conn:
+        row = conn.execute(sa.text("SELECT stale FROM pooled_estimate")).one()
+    assert row.stale == 1
+    shown = show_view(seeded, "all")
+    assert shown.fresh and shown.revision == before.revision + 1
+    assert shown.headline["estimate"] != before.headline["estimate"]
+
+
+def test_unrelated_change_confirms_view_without_new_result(seeded) -> None:
+    create_view(seeded, "m", 'domain == "mental"')
+    with write_transaction(seeded) as (conn, _):
+        conn.execute(sa.text("UPDATE study SET notes = 'checked' WHERE study_key = 'SIM-005'"))
+    report = refresh_affected(seeded)
+    assert report.recomputed == ()
+    assert len(view_history(seeded, "m").entries) == 1
+
+
+def test_history_keeps_every_recompute_and_as_of_reproduces_it_exactly(seeded) -> None:
+    create_view(seeded, "all", "", model="three-level")
+    _set_yi(seeded, 3, 0.25)
+    refresh_affected(seeded)
+    _set_yi(seeded, 4, -0.4)
+    refresh_affected(seeded)
+    history = view_history(seeded, "all")
+    assert [e["revision"] for e in history.entries] == [1, 2, 3]
+    assert [c["row_id"] for c in history.entries[1]["changes"]] == [3]
+    assert history.entries[2]["changes"][0]["table"] == "effect_size"
+    for entry in history.entries:
+        revision, again = recompute_as_of(seeded, "all", entry["revision"])
+        assert revision == entry["revision"]
+        assert again.fingerprint == entry["fingerprint"]
+        assert again.headline["estimate"] == entry["estimate"]
+        assert again.headline["ci_lb"] == entry["ci_lb"]
+        assert again.headline["ci_ub"] == entry["ci_ub"]
+
+
+def test_diff_lists_changed_records_and_every_views_change(seeded) -> None:
+    create_view(seeded, "all", "")
+    create_view(seeded, "none-changed", 'study == "SIM-120"')
+    _set_yi(seeded, 1, 0.3)
+    diff = diff_revisions(seeded, 1, 2)
+    assert [(c["table"], c["row_id"], c["op"]) for c in diff["changes"]] == [
+        ("effect_size", 1, "update")
+    ]
+    views = diff["views"].set_index("view")
+    assert views.loc["all", "changed"] and views.loc["all", "change"] != 0
+    assert not views.loc["none-changed", "changed"]
+
+
+def test_plan_views_and_results_table_are_labelled_simulated(seeded) -> None:
+    names = create_plan_views(seeded, load_codebook(CODEBOOK))
+    assert len(names) == 22 and "mental-region" in names
+    table = results_table(seeded)
+    assert "SIMULATED" in table.attrs["title"]
+    overall = table[(table["view"] == "mental-overall") & (table["level"] == "")].iloc[0]
+    assert overall["k_studies"] == 73 and overall["k_effects"] == 118
+    region = table[table["view"] == "physical-region"]
+    assert set(region["level"]) == {"", "Western", "Eastern"}
+    assert region.iloc[0]["test"].startswith("QM=")
+    with seeded.connect() as conn:
+        cols = conn.execute(sa.text("SELECT * FROM analysis_dataset")).keys()
+        n = conn.execute(sa.text("SELECT count(*) FROM pooled_estimate WHERE stale = 0")).scalar()
+    assert {"platform", "region", "mean_age", "yi", "vi"} <= set(cols)
+    assert n == 22
+
+
+def test_drop_view_removes_it_and_its_results(seeded) -> None:
+    create_view(seeded, "x", "")
+    assert drop_view(seeded, "x") == 1
+    with pytest.raises(NotFoundError):
+        show_view(seeded, "x")
+
+
+def test_refresh_during_writes_never_mixes_states(seeded) -> None:
+    """A writer keeps editing while views refresh: each stored result equals the as-of fit."""
+    create_view(seeded, "all", "", model="rma")
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(6):
+                with write_transaction(seeded) as (conn, _):
+                    conn.execute(sa.text("UPDATE effect_size SET yi = yi + 0.01 WHERE id <= 40"))
+                    conn.execute(
+                        sa.text("UPDATE effect_size SET vi = vi * 1.01 WHERE id > 150"),
+                    )
+                    del i
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not done.is_set():
+        refresh_affected(seeded)
+    thread.join()
+    refresh_affected(seeded)
+    assert not failures
+    history = view_history(seeded, "all")
+    assert len(history.entries) >= 2
+    for entry in history.entries:
+        _, again = recompute_as_of(seeded, "all", entry["revision"])
+        assert again.fingerprint == entry["fingerprint"]
+        assert again.headline["estimate"] == entry["estimate"]
