@@ -54,8 +54,9 @@ def _study_of(engine: sa.Engine, es_id: int) -> tuple[str, str]:
     with engine.connect() as conn:
         return conn.execute(
             sa.text(
-                "SELECT s.study_key, o.domain FROM effect_size e JOIN result r ON r.id = e.result_id"
-                " JOIN study s ON s.id = r.study_id JOIN outcome o ON o.id = r.outcome_id"
+                "SELECT s.study_key, o.domain FROM effect_size e"
+                " JOIN result r ON r.id = e.result_id JOIN study s ON s.id = r.study_id"
+                " JOIN outcome o ON o.id = r.outcome_id"
                 " WHERE e.id = :i"
             ),
             {"i": es_id},
