@@ -345,3 +345,27 @@ def test_a_killed_ingest_leaves_the_database_as_it_was(
     # and the database is usable: the same ingest now goes through
     report = ingest([PEER_SEED], codebook=PEER_CODEBOOK, database=url)
     assert report.changes["result"].inserted == 194
+
+
+def test_risk_of_bias_sheet_is_stored_per_study_and_per_result(
+    migrated_db_url: str, tmp_path: Path
+) -> None:
+    sheets = small()
+    sheets["risk_of_bias"] = [
+        {"study_key": "S1", "tool": "RoB 2", "domain": "randomization", "judgement": "low"},
+        {"study_key": "S1", "result_key": "r2", "tool": "RoB 2", "domain": "missing data",
+         "judgement": "high", "support": "30% lost at follow-up"},
+    ]  # fmt: skip
+    ingest([write_csv(tmp_path / "a", sheets)], codebook=PEER_CODEBOOK, database=migrated_db_url)
+    rows = query(migrated_db_url, "SELECT s.study_key, r.result_key, b.domain, b.judgement FROM "
+                 "risk_of_bias b JOIN study s ON s.id = b.study_id LEFT JOIN result r ON "
+                 "r.id = b.result_id ORDER BY b.domain")  # fmt: skip
+    assert [tuple(r) for r in rows] == [("S1", "r2", "missing data", "high"),
+                                        ("S1", None, "randomization", "low")]  # fmt: skip
+    again = ingest([write_csv(tmp_path / "b", sheets)], codebook=PEER_CODEBOOK,
+                   database=migrated_db_url)  # fmt: skip
+    assert not again.changed
+    sheets["risk_of_bias"][1]["judgement"] = "some concerns"
+    edited = ingest([write_csv(tmp_path / "c", sheets)], codebook=PEER_CODEBOOK,
+                    database=migrated_db_url)  # fmt: skip
+    assert edited.changes["risk_of_bias"].updated == 1 and edited.changes["result"].total == 0

@@ -114,6 +114,11 @@ def _no_sd(s: Sheets) -> None:
     s["results"][0].update(sd1i="", sd2i="")
 
 
+def _rob(**values: Any) -> Callable[[Path], list[Path]]:
+    row = {"study_key": "S1", "tool": "RoB 2", "domain": "randomization", "judgement": "low"}
+    return _edit(lambda s: s.update(risk_of_bias=[{**row, **values}]))
+
+
 CASES: dict[str, Case] = {
     "wrong type (integer)": Case(_set("results", 0, n1i="forty"), "results", 2, "n1i",
                                  "must be a whole number"),
@@ -181,6 +186,10 @@ CASES: dict[str, Case] = {
                                  "ISO 3166-1 alpha-2"),
     "DOI malformed": Case(_set("studies", 0, doi="doi.org/abc"), "studies", 2, "doi",
                           "must match"),
+    "unknown risk-of-bias judgement": Case(_rob(judgement="unclear"), "risk_of_bias", 2,
+                                           "judgement", "must be one of low, some concerns"),
+    "risk of bias of an unknown result": Case(_rob(result_key="r9"), "risk_of_bias", 2,
+                                              "result_key", "unknown result"),
     "nothing computable": Case(_edit(_no_sd), "results", 2, None,
                                "no effect size can be computed"),
 }  # fmt: skip

@@ -44,6 +44,11 @@ def stored_sheets(conn: Connection, codebook: Codebook, rid: int) -> dict[str, S
         "LEFT JOIN arm a1 ON a1.id = r.arm1_id LEFT JOIN arm a2 ON a2.id = r.arm2_id "
         f"WHERE s.review_id = {rid}",
     }
+    if "risk_of_bias" in codebook.sheets:
+        q["risk_of_bias"] = (
+            "SELECT s.study_key, r.result_key, b.* FROM risk_of_bias b JOIN study s ON "
+            f"s.id = b.study_id LEFT JOIN result r ON r.id = b.result_id WHERE s.review_id = {rid}"
+        )
     values = pd.DataFrame(conn.execute(sa.text(
         "SELECT m.name, v.study_id, v.arm_id, v.result_id, v.value_text, v.value_num "
         f"FROM moderator_value v JOIN moderator m ON m.id = v.moderator_id "

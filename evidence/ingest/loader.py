@@ -64,7 +64,7 @@ __all__ = [
 
 Progress = Callable[[str, int, int], None]
 TABLES = ("review", "moderator", "study", "arm", "outcome", "timepoint", "result",
-          "effect_size", "moderator_value")  # fmt: skip
+          "effect_size", "moderator_value", "risk_of_bias")  # fmt: skip
 _SHEET_TABLE = {"studies": "study", "arms": "arm", "outcomes": "outcome",
                 "timepoints": "timepoint"}  # fmt: skip
 _KEY = {"arm": "arm_key", "outcome": "outcome_key", "timepoint": "timepoint_key"}
@@ -395,8 +395,9 @@ class _Writer:
         d = diff(et, eff, cur, ["result_id"], list(EFFECT_COLUMNS), deletable=deletable)
         self._apply(d, extra={"computed_at": utcnow(), "engine_version": __version__})
 
-        # moderator values
+        # moderator values, risk of bias
         self._moderator_values(mod_ids, study_ids, maps["arm"], res_ids, scope)
+        self._risk_of_bias(study_ids, res_ids, scope, in_review)
 
         # deletions, children first
         if stale_results:
@@ -407,6 +408,24 @@ class _Writer:
         if stale_mods:
             self._apply(Diff("moderator", d_mod.insert.iloc[:0], d_mod.update.iloc[:0],
                              stale_mods))  # fmt: skip
+
+    def _risk_of_bias(self, study_ids: pd.DataFrame, res_ids: pd.DataFrame, scope: set,
+                      in_review: sa.ScalarSelect) -> None:  # fmt: skip
+        """Judgements of the optional risk_of_bias sheet (per study, or per result)."""
+        if "risk_of_bias" not in self.p.typed:
+            return
+        rb = self.t("risk_of_bias")
+        frame = self.p.typed["risk_of_bias"].merge(study_ids, on="study_key", how="left")
+        if "result_key" not in frame:
+            frame["result_key"] = None
+        results = res_ids.rename(columns={"id": "result_id"})
+        frame = frame.merge(results, on=["study_id", "result_key"], how="left")
+        if "support" not in frame:
+            frame["support"] = None
+        cols = ["study_id", "result_id", "tool", "domain", "judgement", "support"]
+        cur = load(self.conn, rb, rb.c.study_id.in_(in_review), cols)
+        d = diff(rb, frame, cur, cols[:4], cols[4:], deletable=cur["study_id"].isin(scope))
+        self._apply(d)
 
     def _moderator_values(
         self,

@@ -170,7 +170,8 @@ def _cross_failures(
         keys = KEYS[name]
         if not all(k in frame.columns for k in keys) or frame.empty:
             continue
-        complete = frame[list(keys)].notna().all(axis=1)
+        required = [k for k in keys if not (name == "risk_of_bias" and k == "result_key")]
+        complete = frame[required].notna().all(axis=1)
         dup = complete & frame.duplicated(subset=list(keys), keep="first")
         if not dup.any():
             continue
@@ -210,6 +211,15 @@ def _cross_failures(
                                    f"unknown {word}: study {res.at[idx, 'study_key']} has no "
                                    f"{word} with this key in the {target} sheet"))  # fmt: skip
         out += _result_rules(sheets["results"], res, codebook)
+        rob = typed.get("risk_of_bias")
+        if rob is not None and "result_key" in rob.columns:
+            known = pd.MultiIndex.from_frame(res[["study_key", "result_key"]].astype(object))
+            pairs = pd.MultiIndex.from_frame(rob[["study_key", "result_key"]].astype(object))
+            missing = rob["result_key"].notna() & ~pairs.isin(known)
+            for idx in rob.index[missing]:
+                out.append(failure(sheets["risk_of_bias"], rob.at[idx, ROW], "result_key",
+                                   rob.at[idx, "result_key"], "unknown result: not in the "
+                                   "results sheet of this study"))  # fmt: skip
 
     for mod in codebook.derived():
         frame = typed.get(mod.sheet)
