@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "evidence.cli.escalc",
     "evidence.cli.meta",
     "evidence.cli.quickstart",
+    "evidence.cli.views",
 )
 
 for _name in _COMMAND_MODULES:

@@ -149,7 +149,8 @@ def _tokenize(text: str) -> list[_Token]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise _error(text, pos, f"unexpected character {text[pos]!r}")
+            hint = " (compare with ==)" if text[pos] == "=" else ""
+            raise _error(text, pos, f"unexpected character {text[pos]!r}{hint}")
         kind = m.lastgroup
         raw = m.group()
         if kind == "string":
