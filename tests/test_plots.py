@@ -1,0 +1,216 @@
+"""Figures: what is drawn (points, labels, limits, diamonds) and the files written."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from evidence.errors import EvidenceError, ModelError
+from evidence.plots import bubble, cumulative, forest, funnel, living, save
+from evidence.stats import cumul, predict, rma, trimfill
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "bias.json").read_text())
+BCG = GOLDEN["datasets"]["bcg"]
+HACK = GOLDEN["datasets"]["hackshaw1998"]
+
+
+def by_gid(fig, gid):
+    return [a for a in fig.axes[0].findobj() if a.get_gid() == gid]
+
+
+def one(fig, gid):
+    found = by_gid(fig, gid)
+    assert len(found) == 1, (gid, found)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def fit():
+    return rma(BCG["yi"], BCG["vi"])
+
+
+# ---------------------------------------------------------------------------- forest
+def test_forest_draws_every_effect_and_the_pooled_ci_as_the_diamond(fit):
+    fig = forest(fit, slab=[f"Trial {i + 1}" for i in range(fit.k)])
+    pts = one(fig, "effects").get_offsets()
+    assert len(pts) == 13
+    np.testing.assert_allclose(np.sort(pts[:, 0]), np.sort(BCG["yi"]))
+    verts = one(fig, "summary:overall").get_xy()[:4]
+    est, lb, ub = float(fit.beta[0]), float(fit.ci_lb[0]), float(fit.ci_ub[0])
+    np.testing.assert_allclose(verts[:, 0], [lb, est, ub, est], rtol=1e-12)
+    pr = predict(fit)
+    np.testing.assert_allclose(one(fig, "pi").get_xdata(), [pr.pi_lb[0], pr.pi_ub[0]])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0] == "Trial 1" and labels[-1] == "RE Model (k = 13)"
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert f"{est:.2f} [{lb:.2f}, {ub:.2f}]" in texts
+
+
+def test_forest_draws_a_diamond_per_subgroup_from_the_subgroup_fit(fit):
+    by = ["high" if x > 30 else "low" for x in BCG["ablat"]]
+    fig = forest(fit, by=by)
+    for level in ("high", "low"):
+        sel = np.array(by) == level
+        sub = rma(np.array(BCG["yi"])[sel], np.array(BCG["vi"])[sel])
+        verts = one(fig, f"summary:{level}").get_xy()[:4]
+        np.testing.assert_allclose(
+            verts[:, 0], [sub.ci_lb[0], sub.beta[0], sub.ci_ub[0], sub.beta[0]], rtol=1e-12
+        )
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels.count("Subtotal (k = 8)") == 1 and labels.count("Subtotal (k = 5)") == 1
+    assert labels[0] == "high"
+
+
+def test_forest_groups_effects_by_study_and_names_each_study_once():
+    yi = [0.2, 0.5, 0.1, 0.4, 0.3]
+    vi = [0.04, 0.05, 0.03, 0.06, 0.05]
+    study = ["B", "A", "B", "A", "C"]
+    fig = forest(rma(yi, vi), study=study)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[:5] == ["B", "", "A", "", "C"]
+    ys = one(fig, "effects").get_offsets()
+    np.testing.assert_allclose(ys[:, 0], [0.2, 0.1, 0.5, 0.4, 0.3])
+
+
+def test_forest_with_transf_draws_on_the_transformed_scale(fit):
+    fig = forest(fit, transf=np.exp, refline=1.0)
+    verts = one(fig, "summary:overall").get_xy()[:4]
+    np.testing.assert_allclose(verts[0, 0], np.exp(fit.ci_lb[0]))
+
+
+def test_forest_draws_on_given_axes_and_returns_its_figure(fit):
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert forest(fit, ax=ax) is fig
+
+
+def test_forest_rejects_a_meta_regression_and_wrong_label_count(fit):
+    fm = rma(BCG["yi"], BCG["vi"], mods=np.array(BCG["ablat"]))
+    with pytest.raises(ModelError, match="bubble"):
+        forest(fm)
+    with pytest.raises(ModelError, match="'slab' has 2 labels"):
+        forest(fit, slab=["a", "b"])
+
+
+# ---------------------------------------------------------------------------- funnel
+def test_funnel_draws_filled_points_hollow_and_inverts_the_se_axis():
+    f = rma(HACK["yi"], HACK["vi"])
+    tf = trimfill(f)
+    assert tf.k0 == 7
+    fig = funnel(f, trimfill=tf)
+    obs = one(fig, "observed")
+    fil = one(fig, "filled")
+    assert len(obs.get_offsets()) == 37 and len(fil.get_offsets()) == 7
+    np.testing.assert_allclose(fil.get_offsets()[:, 0], tf.yi_fill)
+    np.testing.assert_allclose(fil.get_offsets()[:, 1], np.sqrt(tf.vi_fill))
+    assert fil.get_facecolor().shape[0] == 0 or fil.get_facecolor()[0][3] == 0
+    assert obs.get_facecolor()[0][3] == 1
+    ymin, ymax = fig.axes[0].get_ylim()
+    assert ymax == 0 and ymin == pytest.approx(1.05 * np.sqrt(np.max(HACK["vi"])))
+    np.testing.assert_allclose(one(fig, "refline").get_xdata(), [tf.fit.beta[0]] * 2)
+
+
+def test_funnel_shades_one_contour_per_level_and_the_outside(fit):
+    fig = funnel(fit, contours=(90, 95, 99))
+    for lev in ("90", "95", "99", "outside"):
+        one(fig, f"contour:{lev}")
+    # the 95% band reaches +-1.96 se at the bottom of the plot
+    band = one(fig, "contour:95").get_paths()[0].vertices
+    se_max = 1.05 * np.sqrt(np.max(BCG["vi"]))
+    assert np.max(band[:, 0]) == pytest.approx(1.959963984540054 * se_max)
+    assert by_gid(fig, "filled") == []
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "p < 0.01" in legend and "p > 0.1" in legend
+
+
+def test_funnel_rejects_bad_contour_levels(fit):
+    with pytest.raises(ModelError, match="contours"):
+        funnel(fit, contours=(95, 120))
+
+
+# ---------------------------------------------------------------------------- cumulative
+def test_cumulative_plots_one_row_per_added_study_in_order(fit):
+    cu = cumul(fit, order=BCG["order"])
+    fig = cumulative(cu)
+    pts = one(fig, "cumulative").get_offsets()
+    np.testing.assert_allclose(pts[:, 0], cu.columns["estimate"])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0] == cu.slab[0] and labels[1] == f"+ {cu.slab[1]}" and len(labels) == 13
+    with pytest.raises(ModelError, match="cumul"):
+        cumulative(fit)
+
+
+# ---------------------------------------------------------------------------- bubble
+def test_bubble_draws_points_by_weight_and_the_regression_line():
+    fm = rma(BCG["yi"], BCG["vi"], mods=np.array(BCG["ablat"]))
+    fig = bubble(fm, 1)
+    pts = one(fig, "points")
+    np.testing.assert_allclose(pts.get_offsets()[:, 0], BCG["ablat"])
+    sizes = pts.get_sizes()
+    assert np.argmax(sizes) == np.argmax(fm.weights)
+    line = one(fig, "fit")
+    x = line.get_xdata()
+    assert x[0] == min(BCG["ablat"]) and x[-1] == max(BCG["ablat"])
+    np.testing.assert_allclose(line.get_ydata()[[0, -1]], fm.beta[0] + fm.beta[1] * x[[0, -1]])
+    one(fig, "ci")
+    with pytest.raises(ModelError, match="meta-regression"):
+        bubble(rma(BCG["yi"], BCG["vi"]), 1)
+    with pytest.raises(ModelError, match="'nope'"):
+        bubble(fm, "nope")
+
+
+# ---------------------------------------------------------------------------- living
+HISTORY = {
+    "revision": [3, 7, 12, 15],
+    "estimate": [0.5, 0.42, 0.38, 0.40],
+    "ci_lb": [0.2, 0.25, 0.28, 0.31],
+    "ci_ub": [0.8, 0.6, 0.5, 0.49],
+    "k": [5, 9, 14, 20],
+}
+
+
+def test_living_plots_the_estimate_across_revisions_with_k():
+    import pandas as pd
+
+    fig = living(pd.DataFrame(HISTORY))
+    line = one(fig, "estimate")
+    np.testing.assert_allclose(line.get_ydata(), HISTORY["estimate"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["3", "7", "12", "15"]
+    assert [t.get_text() for t in ax.texts] == ["k=5", "k=9", "k=14", "k=20"]
+    lo, hi = ax.get_ylim()
+    assert lo <= min(HISTORY["ci_lb"]) and hi >= max(HISTORY["ci_ub"])
+
+
+def test_living_names_a_missing_column():
+    with pytest.raises(ModelError, match="'ci_ub'"):
+        living({k: v for k, v in HISTORY.items() if k != "ci_ub"})
+
+
+# ---------------------------------------------------------------------------- files
+def test_save_writes_a_valid_png_and_svg(fit, tmp_path):
+    fig = forest(fit)
+    png = save(fig, tmp_path / "forest.png")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    svg = save(funnel(fit), tmp_path / "funnel.SVG")
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg") and svg.stat().st_size > 1000
+
+
+def test_save_rejects_an_unknown_suffix(fit, tmp_path):
+    with pytest.raises(EvidenceError, match="must end in .png or .svg"):
+        save(forest(fit), tmp_path / "forest.pdf")
+
+
+def test_filled_marker_colour_is_transparent_not_white():
+    f = rma(HACK["yi"], HACK["vi"])
+    fig = funnel(f, trimfill=trimfill(f))
+    edge = one(fig, "filled").get_edgecolor()[0]
+    assert tuple(edge) == pytest.approx(to_rgba("#1f2933"))
