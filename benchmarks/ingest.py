@@ -102,8 +102,8 @@ def run(url: str, directory: Path) -> dict[str, float]:
     write_start = next((t for s, t in marks if s not in stages), end)
     out["read"] = times.get("validate", start) - start
     out["validate"] = times.get("effects", write_start) - times.get("validate", start)
-    out["effects+diff"] = write_start - times.get("effects", write_start)
-    out["write"] = end - write_start
+    out["effects"] = write_start - times.get("effects", write_start)
+    out["compare+write"] = end - write_start
     start = time.perf_counter()
     again = ingest([directory], codebook=CODEBOOK, database=url)
     out["re-ingest (no change)"] = time.perf_counter() - start
