@@ -301,5 +301,5 @@ def test_cli_json_lists_failures_for_machines(tmp_path: Path) -> None:
     assert payload["ok"] is False
     assert payload["failures"] == [
         {"file": str(directory / "arms.csv"), "sheet": "arms", "row": 4, "column": "uptake",
-         "value": 120.0, "rule": "must be <= 100"}
+         "value": "120", "rule": "must be <= 100"}
     ]  # fmt: skip

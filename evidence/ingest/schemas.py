@@ -149,6 +149,8 @@ def _schema_failures(sheet: Sheet, typed: pd.DataFrame, codebook: Codebook) -> l
                 continue  # already reported as a wrong type
             rule = _NOT_NULLABLE if rec.check == "not_nullable" else str(rec.check)
             value = None if rec.check == "not_nullable" else rec.failure_case
+            if value is not None and rec.column in sheet.frame.columns:
+                value = sheet.frame.at[idx, rec.column]  # the cell as the sheet shows it
             out.append(failure(sheet, typed[ROW].loc[idx], rec.column, value, rule))
         return out
     return []
