@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from evidence import __version__
 from evidence.db.engine import database_error, get_engine, write_transaction
 from evidence.db.models import metadata, utcnow
-from evidence.errors import NotFoundError, ValidationError
+from evidence.errors import EvidenceError, NotFoundError, ValidationError
 from evidence.ingest._effects import EFFECT_COLUMNS, sheet_effects
 from evidence.ingest._stored import stored_sheets
 from evidence.ingest._sync import Diff, apply_diff, diff, load
@@ -182,6 +182,8 @@ def _prepare_sheets(sheets: dict[str, Sheet], codebook: Codebook, sources: tuple
     if progress:
         progress("validate", 0, 1)
     typed, failures = check_sheets(sheets, codebook, source=", ".join(sources))
+    if progress:
+        progress("validate", 1, 1)
     effects = pd.DataFrame(columns=list(EFFECT_COLUMNS))
     if "results" in typed and "outcomes" in typed:
         if progress:
@@ -209,6 +211,8 @@ def prepare(paths: Sequence[str | Path], codebook: Codebook,
     if progress:
         progress("read", 0, 1)
     sheets = read_sheets(paths, list(codebook.sheets))
+    if progress:
+        progress("read", 1, 1)
     sources = tuple(str(p) for p in paths)
     return _prepare_sheets(sheets, codebook, sources, progress, "the coding sheets")
 
@@ -483,9 +487,26 @@ def _write(engine: Engine, prepared: Prepared, *, dry_run: bool, author: str | N
         with write_transaction(engine, author=author, message=message, command=command) as tx:
             w = _Writer(tx.connection, prepared, True, progress)
             w.run()
+        if tx.changed:
+            _refresh_views(engine, tx.revision_id)
         return w.changes, (tx.revision_id if tx.changed else None)
     except sa.exc.DBAPIError as error:
         raise database_error(error) from error
+
+
+def _refresh_views(engine: Engine, revision: int) -> None:
+    """Living views: refresh exactly the views this write affected before returning.
+
+    Imported here, not at the top: ``evidence.views`` builds on this package. A failed
+    refresh does not undo the committed write; the views stay stale and are refreshed at
+    their next read.
+    """
+    from evidence.views import refresh_affected
+
+    try:
+        refresh_affected(engine, revision)
+    except EvidenceError:
+        pass
 
 
 def _report(prepared: Prepared, changes: dict[str, TableChanges], revision: int | None,
