@@ -225,3 +225,25 @@ def test_refresh_during_writes_never_mixes_states(seeded) -> None:
         _, again = recompute_as_of(seeded, "all", entry["revision"])
         assert again.fingerprint == entry["fingerprint"]
         assert again.headline["estimate"] == entry["estimate"]
+
+
+def test_ingest_of_an_edited_sheet_refreshes_the_affected_views_before_it_returns(
+    seeded, tmp_path
+) -> None:
+    import shutil
+
+    import pandas as pd
+
+    create_view(seeded, "m", 'domain == "mental"')
+    create_view(seeded, "sim-002", 'study == "SIM-002"')
+    sheets = tmp_path / "sheets"
+    shutil.copytree(ROOT / "seeds" / "peer_support", sheets)
+    results = pd.read_csv(sheets / "results.csv", dtype=str, keep_default_na=False)
+    row = results.index[results["study_key"] == "SIM-002"][0]
+    results.loc[row, "m1i"] = str(float(results.loc[row, "m1i"]) + 2)
+    results.to_csv(sheets / "results.csv", index=False)
+    report = ingest([sheets], codebook=CODEBOOK, database=seeded)
+    assert report.revision == 2
+    assert stale_views(seeded) == []
+    assert len(view_history(seeded, "sim-002").entries) == 2  # SIM-002 changed
+    assert len(view_history(seeded, "m").entries) == 1  # SIM-002 has a physical outcome

@@ -474,11 +474,17 @@ def refresh_affected(engine: Engine, revision: int | None = None) -> RefreshRepo
 
     Returns a report with nothing to do when the database holds no view tables yet.
     """
+    from evidence.views.sqlviews import ensure_dataset_view
+
     del revision
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("analysis_view"):
                 return RefreshReport(*data_state(conn))
+        with engine.connect() as conn:
+            conn = conn.execution_options(**_WRITE)
+            with conn.begin():
+                ensure_dataset_view(conn)
     except sa.exc.DBAPIError as error:
         raise database_error(error) from error
     return refresh_views(engine)

@@ -20,7 +20,13 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-__all__ = ["DATASET_SELECT", "POOLED_ESTIMATE", "dataset_view_sql", "rebuild_dataset_view"]
+__all__ = [
+    "DATASET_SELECT",
+    "POOLED_ESTIMATE",
+    "dataset_view_sql",
+    "ensure_dataset_view",
+    "rebuild_dataset_view",
+]
 
 #: The fixed part of ``analysis_dataset`` (same text as migration 0004).
 DATASET_SELECT = (
@@ -125,3 +131,20 @@ def rebuild_dataset_view(conn: Connection) -> None:
     ).all()
     conn.execute(sa.text("DROP VIEW IF EXISTS analysis_dataset"))
     conn.execute(sa.text(dataset_view_sql([tuple(r) for r in rows])))
+
+
+def ensure_dataset_view(conn: Connection) -> bool:
+    """Re-create ``analysis_dataset`` when its columns miss a declared moderator.
+
+    Returns whether it was re-created.
+    """
+    names = {
+        name
+        for (name,) in conn.execute(sa.text("SELECT DISTINCT name FROM moderator")).all()
+        if _IDENT.match(name) and name.lower() not in _FIXED
+    }
+    columns = set(conn.execute(sa.text("SELECT * FROM analysis_dataset WHERE 1 = 0")).keys())
+    if names <= columns and columns - _FIXED <= names:
+        return False
+    rebuild_dataset_view(conn)
+    return True
