@@ -96,12 +96,17 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
                (SELECT value_text FROM moderator_value v JOIN moderator m ON m.id = v.moderator_id
                 WHERE m.name = 'interactivity' AND v.arm_id = r.arm1_id) AS interactivity,
                (SELECT value_text FROM moderator_value v JOIN moderator m ON m.id = v.moderator_id
-                WHERE m.name = 'region' AND v.study_id = r.study_id) AS region
+                WHERE m.name = 'region' AND v.study_id = r.study_id) AS region,
+               (SELECT value_num FROM moderator_value v JOIN moderator m ON m.id = v.moderator_id
+                WHERE m.name = 'dosage' AND v.arm_id = r.arm1_id) AS dosage,
+               (SELECT value_num FROM moderator_value v JOIN moderator m ON m.id = v.moderator_id
+                WHERE m.name = 'uptake' AND v.arm_id = r.arm1_id) AS uptake
         FROM effect_size e JOIN result r ON r.id = e.result_id
         JOIN outcome o ON o.id = r.outcome_id JOIN timepoint t ON t.id = r.timepoint_id
     """)  # fmt: skip
-    return pd.DataFrame(rows, columns=["domain", "yi", "vi", "timepoint", "source",
-                                       "interactivity", "region"])  # fmt: skip
+    columns = ["domain", "yi", "vi", "timepoint", "source", "interactivity", "region", "dosage",
+               "uptake"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
 
 
 def test_seed_effects_pool_near_the_published_smds(stored: pd.DataFrame) -> None:
@@ -128,6 +133,21 @@ def test_seed_effects_follow_the_published_moderator_directions(stored: pd.DataF
         physical & (stored["region"] == "Eastern"))  # fmt: skip
     assert pooled(mental & (stored["region"] == "Eastern")) > pooled(
         mental & (stored["region"] == "Western"))  # fmt: skip
+
+
+def _slope(part: pd.DataFrame, mod: str) -> float:
+    """Weighted least-squares slope of yi on a moderator (weights 1 / (vi + 0.02))."""
+    w = 1 / (part["vi"].to_numpy() + 0.02)
+    x = np.column_stack([np.ones(len(part)), part[mod].to_numpy()])
+    beta = np.linalg.solve(x.T @ (x * w[:, None]), x.T @ (w * part["yi"].to_numpy()))
+    return float(beta[1])
+
+
+def test_seed_effects_weaken_with_dosage_and_not_with_uptake(stored: pd.DataFrame) -> None:
+    for domain in ("physical", "mental"):
+        part = stored[stored["domain"] == domain]
+        assert _slope(part, "dosage") < 0
+        assert abs(_slope(part, "uptake")) < 0.003  # per percentage point: no moderation
 
 
 def test_bcg_seed_holds_the_13_trials_of_dat_bcg() -> None:

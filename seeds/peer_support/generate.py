@@ -165,7 +165,7 @@ def simulate(seed: int = SEED) -> dict[str, list[dict]]:
             (src if mental else 0.0)
             + inter
             + region
-            - 0.006 * (arm["dosage"] - 10.0)
+            - 0.012 * (arm["dosage"] - 10.0)
             + (-0.22 if (mental and follow_up) else 0.0)
         )
 
