@@ -247,3 +247,16 @@ def test_ingest_of_an_edited_sheet_refreshes_the_affected_views_before_it_return
     assert stale_views(seeded) == []
     assert len(view_history(seeded, "sim-002").entries) == 2  # SIM-002 changed
     assert len(view_history(seeded, "m").entries) == 1  # SIM-002 has a physical outcome
+
+
+def test_as_of_a_date_uses_the_last_revision_of_that_time(seeded) -> None:
+    create_view(seeded, "all", "")
+    _set_yi(seeded, 1, 0.2)
+    refresh_affected(seeded)
+    revision, result = recompute_as_of(seeded, "all", "2999-01-01")
+    assert revision == 2
+    assert result.fingerprint == view_history(seeded, "all").entries[-1]["fingerprint"]
+    with pytest.raises(NotFoundError, match="no data revision exists before 2000-01-01"):
+        recompute_as_of(seeded, "all", "2000-01-01")
+    with pytest.raises(SelectionError, match="neither a revision number nor a date"):
+        recompute_as_of(seeded, "all", "yesterday")
