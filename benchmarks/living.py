@@ -204,7 +204,7 @@ def build(engine: sa.Engine, n_effects: int, seed: int = 1) -> None:
 
 
 def selections(n: int) -> list[str]:
-    """*n* selections that split the data into small, overlapping-free cells."""
+    """*n* selections that split the data into small, disjoint cells."""
     cells = itertools.product(
         ("physical", "mental"),
         (
@@ -218,10 +218,12 @@ def selections(n: int) -> list[str]:
         ),
         ("adolescents", "young_adults", "adults", "older_adults"),
         ("Western", "Eastern"),
+        ("<", ">="),
     )
     out = [
         f'domain == "{d}" and platform == "{p}" and age_group == "{a}" and region == "{r}"'
-        for d, p, a, r in cells
+        f" and year {y} 2012"
+        for d, p, a, r, y in cells
     ]
     return (out * (n // len(out) + 1))[:n]
 

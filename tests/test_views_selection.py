@@ -127,3 +127,19 @@ def test_compiled_sql_selects_the_same_rows_as_pandas() -> None:
                 conn.execute(sa.select(table.c.study).where(to_sql(selection, table.c))).scalars()
             )
         assert got == select(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'domain == "mental" and design == "controlled" and year >= 2015',
+        'platform not in ["app"] or not simulated',
+        "not (year < 2015)",
+        'age_group >= "young_adults" and simulated == true',
+        'year != 2016 or domain != "mental"',
+    ],
+)
+def test_row_by_row_and_vectorised_evaluation_agree(text: str) -> None:
+    selection = parse_selection(text, FIELDS)
+    big = pd.concat([FRAME] * 20, ignore_index=True)  # above the row-by-row threshold
+    assert list(evaluate(selection, big)) == list(evaluate(selection, FRAME)) * 20

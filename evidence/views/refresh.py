@@ -340,24 +340,30 @@ def _plan_review(
 
 def _store(conn: Connection, plans: list[_Plan], state: tuple[int, int]) -> tuple[list, list]:
     r = RESULT.c
-    stored, confirmed = [], []
+    confirm = [p for p in plans if p.action == "confirm" and p.result_id is not None]
+    confirmed: list[str] = []
+    for start in range(0, len(confirm), 500):
+        part = confirm[start : start + 500]
+        ids = [p.result_id for p in part]
+        # only results still current and not confirmed at a newer state by another refresh
+        conn.execute(
+            RESULT.update()
+            .where(r.id.in_(ids), r.current, r.checked_count <= state[1])
+            .values(checked_revision=state[0], checked_count=state[1])
+        )
+        confirmed += [p.name for p in part]
+    stored = []
     for plan in plans:
+        comp = plan.computation
+        if plan.action != "store" or comp is None:
+            continue
+        # one refresher at a time per view (SQLite: the write transaction already is)
+        conn.execute(sa.select(VIEW.c.id).where(VIEW.c.id == plan.view_id).with_for_update())
         cur = conn.execute(
             sa.select(r.id, r.checked_count).where(r.view_id == plan.view_id, r.current)
         ).first()
         if cur is not None and cur.checked_count > state[1]:
             continue  # a refresh that saw newer data has already stored its result
-        if plan.action == "confirm" and cur is not None and cur.id == plan.result_id:
-            conn.execute(
-                RESULT.update()
-                .where(r.id == cur.id)
-                .values(checked_revision=state[0], checked_count=state[1])
-            )
-            confirmed.append(plan.name)
-            continue
-        comp = plan.computation
-        if comp is None:
-            continue
         conn.execute(
             RESULT.update().where(r.view_id == plan.view_id, r.current).values(current=False)
         )

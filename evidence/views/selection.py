@@ -435,9 +435,61 @@ def _compare(column: pd.Series, op: str, value: Any) -> np.ndarray:
 def evaluate(selection: Selection, frame: pd.DataFrame) -> np.ndarray:
     """The rows of *frame* the selection keeps (a boolean numpy array).
 
-    Rows whose selection is unknown (a missing value decides it) are not kept.
+    Rows whose selection is unknown (a missing value decides it) are not kept. A few rows
+    (an incremental refresh's changed studies) are evaluated row by row, which avoids
+    pandas' per-operation cost; both paths give the same answer.
     """
+    if len(frame) <= _SMALL:
+        columns = {name: frame[name].tolist() for name in selection.fields}
+        return np.array(
+            [
+                _row(selection.tree, {k: v[i] for k, v in columns.items()}) is True
+                for i in range(len(frame))
+            ],
+            dtype=bool,
+        )
     return _kleene(selection.tree, frame).fillna(False).to_numpy(dtype=bool)
+
+
+_SMALL = 64
+_PY_OPS = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _row(node: Node, row: Mapping[str, Any]) -> bool | None:
+    """Kleene evaluation of one row: True, False or None (unknown)."""
+    if isinstance(node, Everything):
+        return True
+    if isinstance(node, BoolOp):
+        values = [_row(p, row) for p in node.operands]
+        if node.op == "and":
+            return False if False in values else (None if None in values else True)
+        return True if True in values else (None if None in values else False)
+    if isinstance(node, Not):
+        value = _row(node.operand, row)
+        return None if value is None else not value
+    x = row[node.field]
+    if _isna(x):
+        return None
+    if isinstance(node, IsTrue):
+        return bool(x)
+    if isinstance(node, InList):
+        return (x in node.values) != node.negate
+    value = node.value
+    if isinstance(value, bool):
+        x = bool(x)
+    elif isinstance(value, int | float):
+        try:
+            x = float(x)
+        except (TypeError, ValueError):
+            return False
+    return bool(_PY_OPS[node.op](x, value))
 
 
 # ---------------------------------------------------------------------------- SQL
