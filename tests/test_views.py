@@ -260,3 +260,14 @@ def test_as_of_a_date_uses_the_last_revision_of_that_time(seeded) -> None:
         recompute_as_of(seeded, "all", "2000-01-01")
     with pytest.raises(SelectionError, match="neither a revision number nor a date"):
         recompute_as_of(seeded, "all", "yesterday")
+
+
+def test_replacing_a_view_definition_recomputes_it_and_keeps_an_unchanged_one(seeded) -> None:
+    codebook = load_codebook(CODEBOOK)
+    create_plan_views(seeded, codebook)
+    create_plan_views(seeded, codebook)  # same plan again: nothing recomputed
+    assert len(view_history(seeded, "mental-overall").entries) == 1
+    create_view(seeded, "x", 'domain == "mental"')
+    replaced = create_view(seeded, "x", 'domain == "physical"', replace=True)
+    assert replaced.fresh and replaced.k_effects == 76
+    assert len(view_history(seeded, "x").entries) == 2

@@ -264,7 +264,7 @@ def _plan_review(
     kinds = {k: t.kind for k, t in types.items()}
     since = min((row.checked_revision for row in views if row.result_id is not None), default=None)
     changed: set[int] | None = None
-    full = force or since is None or any(row.result_id is None for row in views)
+    full = force or since is None or since < 0 or any(row.result_id is None for row in views)
     rebuild_sql_view = False
     if not full:
         later = conn.execute(

@@ -165,6 +165,12 @@ def create_view(
                 )
             if existing is not None:
                 conn.execute(VIEW.update().where(v.id == existing).values(**values))
+                # the stored result no longer counts as confirmed: the next refresh checks it
+                conn.execute(
+                    RESULT.update()
+                    .where(RESULT.c.view_id == existing, RESULT.c.current)
+                    .values(checked_revision=-1)
+                )
             else:
                 conn.execute(VIEW.insert().values(**values))
     except sa.exc.DBAPIError as error:
