@@ -101,7 +101,8 @@ def test_a_write_refreshes_exactly_the_views_it_affects(seeded) -> None:
     create_plan_views(seeded, load_codebook(CODEBOOK))
     es_id = 1
     study, domain = _study_of(seeded, es_id)
-    _set_yi(seeded, es_id, 0.5)
+    with seeded.begin() as conn:  # plain SQL: no refresh on write, detected on read
+        conn.execute(sa.text("UPDATE effect_size SET yi = yi + 0.5 WHERE id = :i"), {"i": es_id})
     assert len(stale_views(seeded)) == 22  # every view is unconfirmed until checked
     report = refresh_affected(seeded)
     other = "mental" if domain == "physical" else "physical"
@@ -110,6 +111,17 @@ def test_a_write_refreshes_exactly_the_views_it_affects(seeded) -> None:
     assert all(v.startswith(other) for v in report.confirmed)
     assert len(report.recomputed) + len(report.confirmed) == 22
     assert stale_views(seeded) == []
+
+
+def test_a_write_through_evidence_leaves_every_view_fresh_when_it_returns(seeded) -> None:
+    create_plan_views(seeded, load_codebook(CODEBOOK))
+    study, domain = _study_of(seeded, 1)
+    before = show_view(seeded, f"{domain}-overall", refresh=False)
+    revision = _set_yi(seeded, 1, 0.5)
+    assert stale_views(seeded) == []
+    after = show_view(seeded, f"{domain}-overall", refresh=False)
+    assert after.fresh and after.revision == revision
+    assert after.headline["estimate"] != before.headline["estimate"]
 
 
 def test_plain_sql_change_is_detected_and_never_shown_as_current(seeded) -> None:

@@ -14,7 +14,7 @@ triggers installed by the migrations log each changed row against it (see
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from evidence.config import database_url, default_author
 from evidence.db.models import utcnow
-from evidence.errors import DatabaseError
+from evidence.errors import DatabaseError, EvidenceError
 
 __all__ = [
     "get_engine",
@@ -33,9 +33,32 @@ __all__ = [
     "is_sqlite",
     "is_postgresql",
     "database_error",
+    "WRITE_OPTIONS",
+    "on_commit",
 ]
 
 _WRITE_OPTION = "evidence_write"
+#: Execution options for a connection that writes: on SQLite its transactions begin with
+#: ``BEGIN IMMEDIATE`` (the write lock is taken up front).
+WRITE_OPTIONS: dict[str, Any] = {_WRITE_OPTION: True}
+
+_COMMIT_HOOKS: list[Callable[[Engine, int], None]] = []
+
+
+def on_commit(hook: Callable[[Engine, int], None]) -> Callable[[Engine, int], None]:
+    """Register *hook(engine, revision_id)*, run after every write that changed data.
+
+    Layers above the database (the living views) register here, so that a write through
+    :func:`write_transaction` brings them up to date before it returns, without this
+    layer importing them. A hook that raises an :class:`~evidence.errors.EvidenceError`
+    does not undo the committed write; what it maintains is detected as stale at its next
+    read. Registering the same hook twice has no effect.
+    """
+    if hook not in _COMMIT_HOOKS:
+        _COMMIT_HOOKS.append(hook)
+    return hook
+
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -201,6 +224,16 @@ def write_transaction(
             transaction.commit()
         except sa.exc.DBAPIError as error:
             raise database_error(error) from error
+    if write.changed:
+        _run_commit_hooks(engine, revision_id)
+
+
+def _run_commit_hooks(engine: Engine, revision_id: int) -> None:
+    for hook in tuple(_COMMIT_HOOKS):
+        try:
+            hook(engine, revision_id)
+        except EvidenceError:
+            pass  # the data are committed; what the hook keeps is found stale when next read
 
 
 def _open_revision(

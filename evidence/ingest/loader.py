@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from evidence import __version__
 from evidence.db.engine import database_error, get_engine, write_transaction
 from evidence.db.models import metadata, utcnow
-from evidence.errors import EvidenceError, NotFoundError, ValidationError
+from evidence.errors import NotFoundError, ValidationError
 from evidence.ingest._effects import EFFECT_COLUMNS, sheet_effects
 from evidence.ingest._stored import stored_sheets
 from evidence.ingest._sync import Diff, apply_diff, diff, load
@@ -487,26 +487,9 @@ def _write(engine: Engine, prepared: Prepared, *, dry_run: bool, author: str | N
         with write_transaction(engine, author=author, message=message, command=command) as tx:
             w = _Writer(tx.connection, prepared, True, progress)
             w.run()
-        if tx.changed:
-            _refresh_views(engine, tx.revision_id)
         return w.changes, (tx.revision_id if tx.changed else None)
     except sa.exc.DBAPIError as error:
         raise database_error(error) from error
-
-
-def _refresh_views(engine: Engine, revision: int) -> None:
-    """Living views: refresh exactly the views this write affected before returning.
-
-    Imported here, not at the top: ``evidence.views`` builds on this package. A failed
-    refresh does not undo the committed write; the views stay stale and are refreshed at
-    their next read.
-    """
-    from evidence.views import refresh_affected
-
-    try:
-        refresh_affected(engine, revision)
-    except EvidenceError:
-        pass
 
 
 def _report(prepared: Prepared, changes: dict[str, TableChanges], revision: int | None,

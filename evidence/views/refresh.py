@@ -40,7 +40,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from evidence.db.engine import database_error
+from evidence.db.engine import WRITE_OPTIONS, database_error, on_commit
 from evidence.db.models import metadata, utcnow
 from evidence.errors import EvidenceError
 from evidence.views.compute import ENGINE_VERSION, Computation, compute, fingerprint, selected_frame
@@ -62,7 +62,7 @@ __all__ = [
 
 VIEW = AnalysisView.__table__
 RESULT = ViewResult.__table__
-_WRITE = {"evidence_write": True}  # SQLite: BEGIN IMMEDIATE (see evidence.db.engine)
+_WRITE = WRITE_OPTIONS
 _STUDY_SCOPED = ("arm", "outcome", "timepoint", "result", "risk_of_bias")
 
 
@@ -501,3 +501,10 @@ def refresh_all(
 ) -> RefreshReport:
     """Refresh every view (every view of one review); ``force`` re-checks fresh ones too."""
     return refresh_views(engine, review_id=review_id, force=force)
+
+
+@on_commit
+def _refresh_after_write(engine: Engine, revision: int) -> None:
+    """Every write through :func:`evidence.db.write_transaction` (ingest, codebook apply,
+    restore) refreshes the views it affected before it returns."""
+    refresh_affected(engine, revision)
