@@ -26,14 +26,16 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--author", help="Recorded with the seed's revision.")
         ] = None,
     ) -> None:
-        """Create DIR/evidence.db, migrate it, load the SIMULATED peer support seed; summarise."""
-        from evidence.ingest.quickstart import quickstart
+        """Create DIR/evidence.db, load the SIMULATED peer support seed, compute its views."""
+        from evidence.report.quickstart import quickstart
+        from evidence.views.render import results_rich_table
 
         try:
-            result = quickstart(directory, author=author)
+            built = quickstart(directory, author=author)
         except EvidenceError as error:
             fail(error)
             return
+        result = built.seed
         report = result.report
         console.print(f"database: {result.directory / 'evidence.db'} ({result.database_url})")
         if report.changed:
@@ -53,4 +55,9 @@ def register(app: typer.Typer) -> None:
                 row.studies, row.arms, row.outcomes, row.results, row.effect_sizes,
                 row.imputed_r)))  # fmt: skip
         console.print(table)
+        console.print(
+            f"{len(built.views)} analysis views of the review's plan are stored and fresh "
+            "(standardized mean differences, positive = improvement):"
+        )
+        console.print(results_rich_table(built.results))
         console.print(f"next: export EVIDENCE_DATABASE_URL={result.database_url}")
