@@ -134,8 +134,8 @@ def living(
             f"k={int(k)}",
             (x, e),
             textcoords="offset points",
-            xytext=(0, 7),
-            ha="center",
+            xytext=(5, 6),
+            ha="left",
             fontsize=7,
             color=MUTED,
         )
