@@ -214,3 +214,22 @@ def test_filled_marker_colour_is_transparent_not_white():
     fig = funnel(f, trimfill=trimfill(f))
     edge = one(fig, "filled").get_edgecolor()[0]
     assert tuple(edge) == pytest.approx(to_rgba("#1f2933"))
+
+
+def test_forest_and_funnel_of_a_three_level_model_group_effects_by_study():
+    from evidence.stats import rma_mv
+
+    d = GOLDEN["threelevel"]["data"]
+    fit3 = rma_mv(d["yi"], d["vi"], random=[d["study"], d["esid"]])
+    fig = forest(fit3, study=d["study"])
+    assert len(one(fig, "effects").get_offsets()) == 100
+    verts = one(fig, "summary:overall").get_xy()[:4]
+    np.testing.assert_allclose(
+        verts[:, 0], [fit3.ci_lb[0], fit3.beta[0], fit3.ci_ub[0], fit3.beta[0]]
+    )
+    pr = fit3.predict()
+    np.testing.assert_allclose(one(fig, "pi").get_xdata(), [pr.pi_lb[0], pr.pi_ub[0]])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert sum(1 for x in labels if x) == 17 + 1  # each study once, and the model row
+    fig2 = funnel(fit3, yi=d["yi"], vi=d["vi"])
+    assert len(one(fig2, "observed").get_offsets()) == 100

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats as sps
@@ -241,9 +241,15 @@ class InfluenceResult:
     p: int
     tau2: float
     QE: float
-    _cols: tuple[str, ...] = field(
-        default=("rstudent", "dffits", "cook_d", "cov_r", "tau2_del", "QE_del", "hat", "weight"),
-        repr=False,
+    _cols: ClassVar[tuple[str, ...]] = (
+        "rstudent",
+        "dffits",
+        "cook_d",
+        "cov_r",
+        "tau2_del",
+        "QE_del",
+        "hat",
+        "weight",
     )
 
     @property
