@@ -46,7 +46,7 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
             f"Cannot save a figure as '{p.name}': the file name must end in .png or .svg."
         )
     try:
-        fig.savefig(p, format=fmt, dpi=dpi)
+        fig.savefig(p, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     except OSError as err:
         raise EvidenceError(f"Cannot write the figure to '{p}': {err.strerror or err}.") from err
     return p
