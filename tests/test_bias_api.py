@@ -176,3 +176,22 @@ def test_diagnostics_with_user_weights_refit_with_those_weights():
     assert res.estimate[0] == pytest.approx(float(ref.beta[0]), rel=1e-12)
     inf = influence(fw)
     assert np.all(np.isfinite(inf.dffits))
+
+
+def test_regtest_points_a_multilevel_fit_to_regtest_mv():
+    from evidence.stats import rma_mv
+
+    d = GOLDEN["threelevel"]["data"]
+    fit3 = rma_mv(d["yi"], d["vi"], random=[d["study"], d["esid"]])
+    with pytest.raises(ModelError, match="regtest_mv"):
+        regtest(fit3)
+
+
+def test_sensitivity_with_knapp_hartung_runs_every_analysis():
+    from evidence.stats import sensitivity_suite
+
+    d = GOLDEN["threelevel"]["data"]
+    res = sensitivity_suite(d["yi"], d["vi"], d["study"], d["esid"], test="knha")
+    assert all(np.isfinite(r.g) for r in res.rows if r.analysis != "rob_low")
+    overall = rma(d["yi"], d["vi"], test="knha")
+    assert res.row("overall").ci_lb == pytest.approx(float(overall.ci_lb[0]), rel=1e-12)

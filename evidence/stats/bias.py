@@ -205,7 +205,8 @@ def regtest(
     ``regtest`` (Egger et al., 1997; Sterne & Egger, 2005).
     """
     if not isinstance(fit, RMAResult):
-        raise ModelError("regtest needs a fitted univariate model (a result of rma()).")
+        hint = " (for a multilevel model use regtest_mv())" if hasattr(fit, "sigma2") else ""
+        raise ModelError(f"regtest needs a fitted univariate model (a result of rma()){hint}.")
     if predictor not in PREDICTORS:
         raise ModelError(f"Unknown predictor '{predictor}'; use one of {', '.join(PREDICTORS)}.")
     if model not in ("rma", "lm"):

@@ -318,9 +318,10 @@ def sensitivity_suite(
             uni("rob_low", y[low], v[low], np.unique(codes[low]).size)
 
     mv_method = method if method in ("REML", "ML") else "REML"
+    mv_test = "z" if test == "z" else "t"
     random = [codes, factorize(es, "es_id")[0]]
     try:
-        m3 = rma_mv(y, v, random=random, method=mv_method, test=test, level=level)
+        m3 = rma_mv(y, v, random=random, method=mv_method, test=mv_test, level=level)
         rows.append(_mv_row("three_level", m3, m3, m))
     except EvidenceError as err:
         rows.append(_empty("three_level", str(err), k, m))
