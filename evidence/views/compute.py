@@ -118,6 +118,14 @@ class _Fitter:
         self.o = dict(spec.options)
 
     def fit(self, data: pd.DataFrame, mods: str | None = None, columns: dict | None = None):
+        """The fitted model as the view reports it (the robust version for CHE)."""
+        model, robust_fit = self.fit_model(data, mods, columns)
+        return model if robust_fit is None else robust_fit
+
+    def fit_model(
+        self, data: pd.DataFrame, mods: str | None = None, columns: dict | None = None
+    ) -> tuple[Any, Any]:
+        """``(model, robust)``: the model fit and, for CHE, its cluster-robust version."""
         from evidence.stats import rma
         from evidence.stats.covariance import impute_covariance
         from evidence.stats.rma_mv import rma_mv
@@ -126,7 +134,7 @@ class _Fitter:
         o, model = self.o, self.spec.model
         cols = columns or {"yi": data["yi"].to_numpy(float), "vi": data["vi"].to_numpy(float)}
         if model == "rma":
-            return rma(
+            fit = rma(
                 "yi",
                 "vi",
                 mods=mods or None,
@@ -135,11 +143,12 @@ class _Fitter:
                 test=o["test"],
                 level=o["level"],
             )
+            return fit, None
         study = data["study"].astype(str).to_numpy(dtype=object)
         es = data["es_id"].astype(str).to_numpy(dtype=object)
         cols = {**cols, "study": study, "es_id": es}
         if model == "three-level":
-            return rma_mv(
+            fit = rma_mv(
                 "yi",
                 "vi",
                 random=("study", "es_id"),
@@ -149,6 +158,7 @@ class _Fitter:
                 test=o["test"],
                 level=o["level"],
             )
+            return fit, None
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")
             V = impute_covariance(cols["vi"], study, r=o["rho"])
@@ -162,7 +172,8 @@ class _Fitter:
                 test=o["test"],
                 level=o["level"],
             )
-            return robust(fit, study, clubSandwich=o.get("small_sample", "CR2") == "CR2")
+            small = o.get("small_sample", "CR2") == "CR2"
+            return fit, robust(fit, study, clubSandwich=small)
 
 
 def _headline(res: Any) -> dict[str, float | None]:

@@ -1,0 +1,113 @@
+"""The figures of a view for the report and the command line, and their inline SVG text."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from evidence.errors import EvidenceError
+from evidence.views.diagnostics import univariate_fit
+from evidence.views.fit import ViewFit
+
+__all__ = ["FIGURES", "view_figure", "inline_svg"]
+
+FIGURES = ("forest", "funnel", "cumulative", "bubble")
+
+
+def _title(vf: ViewFit, kind: str) -> str:
+    return f"{vf.spec.name}: {kind}"
+
+
+def view_figure(vf: ViewFit, kind: str) -> Any:
+    """A figure of a fitted view: ``forest`` (grouped by study, by subgroup for subgroup
+    views), ``funnel`` (contour-enhanced, with trim and fill), ``cumulative`` (studies added
+    by year) or ``bubble`` (the first moderator of a meta-regression view).
+
+    Raises
+    ------
+    EvidenceError
+        Unknown kind, a view that could not be fitted, or a figure the view has not (a
+        bubble plot without a moderator).
+    """
+    from evidence import plots
+    from evidence.stats import cumul
+    from evidence.stats.bias import trimfill
+
+    if kind not in FIGURES:
+        raise EvidenceError(f"unknown figure {kind!r}; use one of {', '.join(FIGURES)}")
+    if vf.fit is None:
+        raise EvidenceError(f"view {vf.spec.name!r} cannot be fitted: {vf.error}")
+    measure = vf.spec.measure or "Effect size"
+    if kind == "forest":
+        by = None
+        if vf.spec.subgroup:
+            by = vf.data[vf.spec.subgroup].astype(str).to_numpy(dtype=object)
+        return plots.forest(
+            vf.result,
+            study=vf.study,
+            by=by,
+            yi=vf.yi,
+            vi=vf.vi,
+            xlabel=measure,
+            title=_title(vf, "forest plot"),
+        )
+    if kind == "funnel":
+        uni = univariate_fit(vf)
+        try:
+            tf = trimfill(uni)
+        except EvidenceError:
+            tf = None
+        return plots.funnel(uni, trimfill=tf, xlabel=measure, title=_title(vf, "funnel plot"))
+    if kind == "cumulative":
+        uni = univariate_fit(vf)
+        year = vf.data["year"].to_numpy(dtype=float)
+        cum = cumul(uni, order=year, slab=list(vf.study))
+        return plots.cumulative(cum, title=_title(vf, "cumulative meta-analysis by year"))
+    if not vf.spec.moderators or vf.regression is None:
+        raise EvidenceError(
+            f"view {vf.spec.name!r} has no moderator: a bubble plot needs a meta-regression view"
+        )
+    reg = vf.moderator_result
+    names = [n for n in reg.names if n != "intrcpt"]
+    try:
+        return plots.bubble(reg, names[0], xlabel=vf.spec.moderators[0],
+                            ylabel=measure, title=_title(vf, "bubble plot"))  # fmt: skip
+    except EvidenceError:
+        from evidence.stats import rma
+
+        uni = rma(vf.yi, vf.vi, mods=vf.data[vf.spec.moderators[0]].to_numpy(float))
+        return plots.bubble(uni, 1, xlabel=vf.spec.moderators[0], ylabel=measure,
+                            title=_title(vf, "bubble plot (univariate model)"))  # fmt: skip
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+_REF = re.compile(r'url\(#([^)]+)\)|xlink:href="#([^"]+)"|\bhref="#([^"]+)"')
+
+
+def inline_svg(fig: Any, prefix: str) -> str:
+    """The figure as an ``<svg>`` element to put inside HTML: text kept as text (small),
+    no XML prolog or metadata, every id prefixed with *prefix* so that several figures in
+    one page never share an id."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": prefix}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.1, metadata={"Date": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    text = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', text)
+
+    def ref(m: re.Match) -> str:
+        if m.group(1):
+            return f"url(#{prefix}-{m.group(1)})"
+        if m.group(2):
+            return f'xlink:href="#{prefix}-{m.group(2)}"'
+        return f'href="#{prefix}-{m.group(3)}"'
+
+    text = _REF.sub(ref, text)
+    # responsive: keep the aspect ratio, fit the column
+    text = re.sub(r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"',
+                  r'<svg\1 class="fig" style="max-width:\2pt"', text, count=1)  # fmt: skip
+    return text
