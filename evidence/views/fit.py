@@ -218,7 +218,8 @@ def fit_views(
     for spec in specs:
         checked, selection = check_spec(spec, types, codebook.analysis.measure)
         data = selected_frame(checked, selection, frame)
-        extra = indexed.loc[data["es_id"], list(EXTRA_COLUMNS)].reset_index(drop=True)
+        more = [c for c in EXTRA_COLUMNS if c not in data.columns]
+        extra = indexed.loc[data["es_id"], more].reset_index(drop=True)
         data = pd.concat([data, extra], axis=1)
         ids = indexed.loc[data["es_id"], "study_id"].tolist()
         data["rob"] = [rob.get(int(i)) for i in ids]
