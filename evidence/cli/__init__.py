@@ -17,6 +17,8 @@ _COMMAND_MODULES = (
     "evidence.cli.meta",
     "evidence.cli.quickstart",
     "evidence.cli.views",
+    "evidence.cli.analysis",
+    "evidence.cli.report",
 )
 
 for _name in _COMMAND_MODULES:
