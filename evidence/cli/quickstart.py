@@ -60,4 +60,9 @@ def register(app: typer.Typer) -> None:
             "(standardized mean differences, positive = improvement):"
         )
         console.print(results_rich_table(built.results))
+        if built.report is not None:
+            console.print(
+                f"report: {built.report.path} (open it in a browser; self-contained, "
+                f"{built.report.views} views, SIMULATED banner)"
+            )
         console.print(f"next: export EVIDENCE_DATABASE_URL={result.database_url}")
