@@ -147,11 +147,18 @@ def _record_changes(engine: Engine, after: int, upto: int) -> tuple[dict[str, in
     for rev in range(after + 1, upto + 1):
         changes += list_changes(engine, revision=rev)
     st = metadata.tables["study"].c
+    owners: dict[str, dict[int, int]] = {}
     try:
         with engine.connect() as conn:
             keys = dict(conn.execute(sa.select(st.id, st.study_key)).all())
+            for table in ("result", "arm"):
+                t = metadata.tables[table].c
+                owners[table] = dict(conn.execute(sa.select(t.id, t.study_id)).all())
     except sa.exc.DBAPIError as error:
         raise database_error(error) from error
+    for ch in changes:  # rows deleted since: their study from the logged values
+        if ch.table_name in owners and ch.old_values:
+            owners[ch.table_name].setdefault(ch.row_id, ch.old_values.get("study_id"))
     studies: dict[str, dict[str, Any]] = {}
     for ch in changes:
         verb = {"insert": "added", "update": "changed", "delete": "deleted"}.get(ch.op, ch.op)
@@ -161,7 +168,12 @@ def _record_changes(engine: Engine, after: int, upto: int) -> tuple[dict[str, in
         if ch.table_name == "study":
             key = values.get("study_key") or keys.get(ch.row_id)
         else:
-            key = keys.get(values.get("study_id")) if values.get("study_id") else None
+            sid = values.get("study_id")
+            if sid is None and values.get("result_id") is not None:
+                sid = owners["result"].get(values["result_id"])
+            if sid is None and values.get("arm_id") is not None:
+                sid = owners["arm"].get(values["arm_id"])
+            key = keys.get(sid) if sid is not None else None
         label = str(key) if key else "(other records)"
         entry = studies.setdefault(label, {"study": label, "ops": {}, "columns": set()})
         entry["ops"][name] = entry["ops"].get(name, 0) + 1
