@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
             f"report: {built.path} ({built.views} views, {built.figures} figures, "
             f"{built.size / 1e6:.1f} MB, data revision {built.revision})",
             highlight=False,
+            soft_wrap=True,
         )
         if built.simulated:
             console.print("[bold yellow]SIMULATED DATA[/]: the report carries a banner saying so.")
