@@ -226,7 +226,9 @@ class Result(EvidenceModel, table=True):
     """Reported statistics of one comparison (or one group) at one outcome and timepoint.
 
     Arm-level statistics use metafor's ``escalc`` names (``n1i, m1i, sd1i, ...``); a
-    reported contrast uses ``di, ti, pi, fi, ori`` with ``ci_lb, ci_ub``.
+    reported contrast uses ``di, ti, pi, fi, ori`` with ``ci_lb, ci_ub``; a reported effect
+    size with its sampling variance (e.g. a database's precomputed g and SE squared) uses
+    ``yi_reported, vi_reported`` (migration 0005).
     """
 
     __tablename__ = "result"
@@ -267,6 +269,8 @@ class Result(EvidenceModel, table=True):
     ori: float | None = _float()
     ci_lb: float | None = _float()
     ci_ub: float | None = _float()
+    yi_reported: float | None = _float()
+    vi_reported: float | None = _float()
     source_report: str | None = None
     location: str | None = None
     coder: str | None = None

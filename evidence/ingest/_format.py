@@ -32,7 +32,7 @@ LEVEL_SHEET = {"study": "studies", "arm": "arms", "effect": "results"}
 _NUM, _TEXT, _BOOL, _INT = "numeric", "text", "boolean", "integer"
 _RESULT_STATS = (
     "n1i m1i sd1i n2i m2i sd2i m1i_pre sd1i_pre m2i_pre sd2i_pre m1i_change sd1i_change "
-    "m2i_change sd2i_change ri event1i event2i di ti pi fi ori ci_lb ci_ub"
+    "m2i_change sd2i_change ri event1i event2i di ti pi fi ori ci_lb ci_ub yi_reported vi_reported"
 ).split()
 
 #: Data-model columns of each sheet and their storage kind (a codebook column's type must fit).

@@ -28,6 +28,10 @@ Formula priority (the first one whose inputs are all reported is used)
    factor ``sqrt(3)/pi`` (escalc ``OR2DL``, Hasselblad & Hedges 1995); else a reported odds
    ratio ``ori`` with its 95% CI ``ci_lb``, ``ci_ub``:
    ``SE(log OR) = (log ci_ub - log ci_lb) / (2 * 1.959964)``, then the same conversion.
+10. ``SMD:reported`` -- a reported effect size and its sampling variance, ``yi_reported``
+    and ``vi_reported`` (e.g. a database's precomputed Hedges' g and its SE squared), taken
+    as given (signed like ``di``: positive when arm 1's raw score is higher). The lowest
+    priority: any statistics from which the effect size can be computed come first.
 
 The pre-post correlation is ``ri`` when reported, else ``default_ri`` (the codebook's
 default); then ``imputed_r=True`` and ``ri_used`` holds the value. With
@@ -58,7 +62,14 @@ from scipy import stats
 from evidence.errors import ValidationError
 from evidence.stats.escalc import escalc
 
-__all__ = ["EffectComputation", "compute_effect", "compute_effects", "FORMULAS", "COLUMNS"]
+__all__ = [
+    "EffectComputation",
+    "compute_effect",
+    "compute_effects",
+    "FORMULAS",
+    "COLUMNS",
+    "REPORTED",
+]
 
 #: Result-row statistics read (DATAMODEL.md ``result`` columns).
 COLUMNS = (
@@ -66,6 +77,7 @@ COLUMNS = (
     "m1i_pre", "sd1i_pre", "m2i_pre", "sd2i_pre",
     "m1i_change", "sd1i_change", "m2i_change", "sd2i_change",
     "ri", "event1i", "event2i", "di", "ti", "pi", "fi", "ori", "ci_lb", "ci_ub",
+    "yi_reported", "vi_reported",
 )  # fmt: skip
 
 #: formula key -> (escalc measure, {escalc argument: record column}), in priority order.
@@ -83,6 +95,10 @@ FORMULAS: dict[str, tuple[str, dict[str, str]]] = {
     "SMD:p": ("SMD", {"pi": "pi", "n1i": "n1i", "n2i": "n2i"}),
     "SMD:logOR": ("OR2DL", {"ai": "event1i", "n1i": "n1i", "ci": "event2i", "n2i": "n2i"}),
 }  # fmt: skip
+
+#: The reported-effect formula (no escalc measure: yi and vi are taken as reported).
+REPORTED = "SMD:reported"
+_REPORTED_INPUTS = ("yi_reported", "vi_reported")
 
 _Z975 = stats.norm.ppf(0.975)
 _NEEDS_R = ("SMD:prepost-controlled", "SMCR:prepost")
@@ -157,6 +173,7 @@ def _generic_rules(v: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, str, s
     add("ori", v["ori"] > 0, "ori > 0")
     add("ci_lb", v["ci_lb"] > 0, "ci_lb > 0 (the CI of an odds ratio)")
     add("ci_ub", ~(v["ci_ub"] <= v["ci_lb"]), "ci_ub > ci_lb")
+    add("vi_reported", v["vi_reported"] > 0, "vi_reported > 0")
     return out
 
 
@@ -206,6 +223,7 @@ def _choose(v: Mapping[str, Any], ri_ok: Any) -> list[tuple[str, Any]]:
         ("SMD:p", _have(v, "pi", "n1i", "n2i")),
         ("SMD:logOR", _have(v, "event1i", "event2i", "n1i", "n2i")
          | _have(v, "ori", "ci_lb", "ci_ub")),
+        (REPORTED, _have(v, *_REPORTED_INPUTS)),
     ]  # fmt: skip
 
 
@@ -343,6 +361,9 @@ def compute_effect(
         se = (math.log(v["ci_ub"]) - math.log(v["ci_lb"])) / (2 * _Z975)
         yi, vi = log_or * math.sqrt(3) / math.pi, float(se**2 * 3 / math.pi**2)
         inputs = {c: v[c] for c in ("ori", "ci_lb", "ci_ub")}
+    elif chosen == REPORTED:
+        yi, vi = v["yi_reported"], v["vi_reported"]
+        inputs = {c: v[c] for c in _REPORTED_INPUTS}
     else:
         es_measure, args = _escalc_args(chosen, v)
         try:
@@ -471,6 +492,9 @@ def compute_effects(
         se = (np.log(v["ci_ub"]) - np.log(v["ci_lb"])) / (2 * _Z975)
         yi = np.where(from_or, np.log(v["ori"]) * np.sqrt(3) / np.pi, yi)
         vi = np.where(from_or, se**2 * 3 / np.pi**2, vi)
+    reported = (formula == REPORTED) & ~broken
+    yi = np.where(reported, v["yi_reported"], yi)
+    vi = np.where(reported, v["vi_reported"], vi)
     if failures:
         failures.sort(key=lambda f: (f["row"] is None, f["row"] or 0))
         _raise(failures, "results")
@@ -479,7 +503,12 @@ def compute_effects(
     inputs = []
     for r in range(k):
         name = formula[r]
-        cols = ("ori", "ci_lb", "ci_ub") if from_or[r] else FORMULAS[name][1].values()
+        if from_or[r]:
+            cols = ("ori", "ci_lb", "ci_ub")
+        elif name == REPORTED:
+            cols = _REPORTED_INPUTS
+        else:
+            cols = FORMULAS[name][1].values()
         d = {c: float(v[c][r]) for c in cols}
         if name == "SMD:F":
             d["sign"] = float(sign[r])
