@@ -1,6 +1,8 @@
 """Living analysis views: stored selections whose pooled estimates follow every change."""
 
 from evidence.views.dataset import field_types, read_dataset
+from evidence.views.diagnostics import BiasTests, bias_tests, view_sensitivity
+from evidence.views.fit import ViewFit, fit_view, fit_views
 from evidence.views.history import ViewHistory, diff_revisions, recompute_as_of, view_history
 from evidence.views.refresh import (
     RefreshReport,
@@ -23,6 +25,12 @@ from evidence.views.store import (
 
 __all__ = [
     "MODELS",
+    "BiasTests",
+    "ViewFit",
+    "bias_tests",
+    "fit_view",
+    "fit_views",
+    "view_sensitivity",
     "FieldType",
     "RefreshReport",
     "Selection",
