@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,8 +136,29 @@ _Message = Annotated[str | None, typer.Option("--message", "-m", help="Why (kept
 _CodebookFile = Annotated[Path, typer.Argument(help="Codebook YAML file.")]
 
 
-def _command() -> str:
-    return " ".join(["evidence", *sys.argv[1:]])
+def _command(ctx: typer.Context) -> str:
+    """The command line that made a revision, as the user would type it again.
+
+    From a shell, ``sys.argv`` is that line; when the app is invoked in-process (tests,
+    notebooks) ``sys.argv`` belongs to the host program, so the line is rebuilt from the
+    context: the subcommand path and every parameter given a value other than its default.
+    """
+    if Path(sys.argv[0]).name == "evidence":
+        return shlex.join(["evidence", *sys.argv[1:]])
+    words = ["evidence", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value is False or value == param.default:
+            continue
+        values = [str(v) for v in (value if isinstance(value, list | tuple) else [value])]
+        if param.param_type_name == "argument":
+            words += values
+        elif value is True:
+            words.append(param.opts[0])
+        else:
+            for v in values:
+                words += [param.opts[0], v]
+    return shlex.join(words)
 
 
 def register(app: typer.Typer) -> None:
@@ -144,6 +166,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ingest")
     def ingest_command(
+        ctx: typer.Context,
         paths: _Paths,
         codebook: _Codebook = None,
         review: _Review = None,
@@ -166,7 +189,7 @@ def register(app: typer.Typer) -> None:
                     dry_run=dry_run,
                     author=author,
                     message=message,
-                    command=_command(),
+                    command=_command(ctx),
                     progress=progress,
                 )
         except EvidenceError as error:
@@ -203,6 +226,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("apply")
     def apply_command(
+        ctx: typer.Context,
         path: _CodebookFile,
         database: _Database = None,
         dry_run: _DryRun = False,
@@ -221,7 +245,7 @@ def register(app: typer.Typer) -> None:
                     dry_run=dry_run,
                     author=author,
                     message=message,
-                    command=_command(),
+                    command=_command(ctx),
                     progress=progress,
                 )
         except EvidenceError as error:
