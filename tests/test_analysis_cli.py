@@ -157,22 +157,43 @@ def test_bias_of_an_unknown_view_is_one_error_line(url) -> None:
 
 
 # ----------------------------------------------------------------------------- sensitivity
-def test_sensitivity_table_has_every_analysis_and_its_che_row_is_the_view(url, engine) -> None:
+def test_sensitivity_table_starts_with_the_views_own_model_and_has_every_analysis(
+    url, engine
+) -> None:
     result = _run(url, "sensitivity", "physical-overall")
     assert result.exit_code == 0, result.output
-    labels = ("Overall", "One effect per study (aggregated)", "Lowest effect per study",
-              "Highest effect per study", "Outliers removed", "Influential cases removed",
-              "Low risk of bias only", "Three-level model", "CHE model (robust, CR2)")  # fmt: skip
+    labels = ("View's model (che)", "Overall", "One effect per study (aggregated)",
+              "Lowest effect per study", "Highest effect per study", "Outliers removed",
+              "Influential cases removed", "Low risk of bias only", "Three-level model",
+              "CHE model (robust, CR2)")  # fmt: skip
     for label in labels:
         assert label in result.output
-    assert "no risk-of-bias ratings given" in result.output
+    assert "Low risk of bias only: no risk-of-bias ratings given" in result.output
     data = json.loads(_run(url, "sensitivity", "physical-overall", "--json").output)
+    assert [r["analysis"] for r in data["rows"]][:2] == ["model", "overall"]
     rows = {r["analysis"]: r for r in data["rows"]}
-    assert len(rows) == 9 and data["rho"] == 0.6
+    assert len(rows) == 10 and data["rho"] == 0.6
     stored = show_view(engine, "physical-overall").headline
-    assert rows["che_robust"]["g"] == pytest.approx(stored["estimate"], abs=1e-10)
-    assert rows["che_robust"]["ci_lb"] == pytest.approx(stored["ci_lb"], abs=1e-10)
+    for name in ("model", "che_robust"):  # the view is CHE: both rows are its estimate
+        for key, col in (("g", "estimate"), ("ci_lb", "ci_lb"), ("ci_ub", "ci_ub"),
+                         ("pi_lb", "pi_lb"), ("pi_ub", "pi_ub")):  # fmt: skip
+            assert rows[name][key] == pytest.approx(stored[col], abs=1e-10), (name, key)
     assert rows["overall"]["k"] == 76 and rows["combined"]["k"] == 47
+
+
+def test_sensitivity_numbers_are_never_cut_on_an_80_column_terminal(url, monkeypatch) -> None:
+    from evidence.cli.app import console
+
+    monkeypatch.setattr(console, "_width", 80)
+    result = _run(url, "sensitivity", "physical-overall")
+    assert result.exit_code == 0, result.output
+    assert max(len(line.rstrip()) for line in result.output.splitlines()) <= 80
+    assert "…" not in result.output
+    monkeypatch.setattr(console, "_width", 200)
+    json_rows = json.loads(_run(url, "sensitivity", "physical-overall", "--json").output)["rows"]
+    for r in json_rows:
+        if r["g"] is not None:
+            assert f"[{r['pi_lb']:.3f}, {r['pi_ub']:.3f}]" in result.output
 
 
 def test_sensitivity_of_an_unknown_view_fails(url) -> None:

@@ -135,3 +135,51 @@ def test_sensitivity_without_rob_leaves_that_row_empty_with_a_note():
 def test_sensitivity_rejects_mismatched_lengths_naming_the_argument():
     with pytest.raises(ModelError, match="'study' has 3 values"):
         sensitivity_suite(Y, V, STUDY[:3])
+
+
+def _che_fit():
+    from evidence.stats.covariance import impute_covariance
+    from evidence.stats.robust import robust
+
+    V_che = impute_covariance(V, STUDY, SENS["rho"])
+    che = rma_mv(Y, None, V=V_che, random=[STUDY, ESID])
+    return robust(che, STUDY, clubSandwich=True)
+
+
+def test_sensitivity_first_row_is_the_analysis_model_as_clubsandwich_reports_it():
+    # the view's own model: CHE (rho = 0.6) with CR2 inference, dat.assink2016, clubSandwich
+    res = sensitivity_suite(Y, V, STUDY, ESID, rho=SENS["rho"], model=_che_fit(),
+                            model_label="View mental-overall (che)")  # fmt: skip
+    row, g = res.rows[0], SENS["che"]
+    assert row.analysis == "model" and row.label == "View mental-overall (che)"
+    assert (row.k, row.studies) == (g["k"], 17)
+    close([row.g, row.ci_lb, row.ci_ub], [g["est"], g["ci_lb"], g["ci_ub"]], 1e-6)
+    close(row.pval, g["pval"], 1e-4)
+    close(row.I2, g["I2"], 1e-6)
+    close([row.pi_lb, row.pi_ub], g["pi"], 1e-6)
+    assert str(res).splitlines()[4].startswith("View mental-overall (che)")
+    assert list(res.to_frame().index)[:2] == ["model", "overall"] and len(res.rows) == 10
+
+
+@pytest.mark.parametrize("kind", ["three_level", "rma"])
+def test_with_model_takes_a_three_level_or_univariate_fit_and_replaces_the_row(suite, kind):
+    from evidence.stats import rma
+
+    if kind == "rma":  # dat.assink2016, rma(yi, vi) REML
+        fit, g, tol = rma(Y, V), SENS["overall"], 1e-8
+    else:  # rma.mv(yi, vi, random = ~ 1 | study/esid)
+        fit, g, tol = rma_mv(Y, V, random=[STUDY, ESID]), SENS["threelevel"], 1e-6
+    res = suite.with_model(_che_fit()).with_model(fit)
+    assert [r.analysis for r in res.rows].count("model") == 1
+    row = res.rows[0]
+    assert row.label == "The analysis's own model" and row.k == g["k"]
+    close([row.g, row.ci_lb, row.ci_ub], [g["est"], g["ci_lb"], g["ci_ub"]], tol)
+    close([row.pi_lb, row.pi_ub], g["pi"], tol)
+    close(row.I2, g["I2"], max(tol, 1e-7))
+
+
+def test_with_model_refuses_a_meta_regression(suite):
+    from evidence.stats import rma
+
+    with pytest.raises(ModelError, match="without moderators"):
+        suite.with_model(rma(Y, V, mods=np.asarray(V)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from evidence.cli.app import console, fail
@@ -61,6 +62,37 @@ def _figure(engine: Any, kind: str, view: str, review: str | None) -> Any:
 
 def _n(x: float, digits: int = 4) -> str:
     return "NA" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _sensitivity_table(view: str, found: Any, simulated: bool) -> Table:
+    """The suite as a Rich table: numbers never wrap (the labels do on narrow terminals)."""
+    title = (
+        f"Sensitivity analyses of {view} (tau2: {found.method}, rho = {found.rho:g}, "
+        f"{found.level:g}% CI)" + (" — SIMULATED data" if simulated else "")
+    )
+    lev = f"{found.level:g}%"
+    cells = []
+    for r in found.rows:
+        ok = math.isfinite(r.g)
+        p = "NA" if not math.isfinite(r.pval) else (
+            "<.0001" if r.pval < 1e-4 else f"{r.pval:.4f}")  # fmt: skip
+        cells.append([
+            r.label, str(r.k), str(r.studies), _n(r.g, 3),
+            f"[{_n(r.ci_lb, 3)}, {_n(r.ci_ub, 3)}]" if ok else "NA", p, _n(r.I2, 1),
+            f"[{_n(r.pi_lb, 3)}, {_n(r.pi_ub, 3)}]" if ok else "NA",
+        ])  # fmt: skip
+    heads = ["analysis", "k", "studies", "g", f"{lev} CI", "p", "I2 %", f"{lev} PI"]
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  collapse_padding=True)  # fmt: skip
+    for j, head in enumerate(heads):
+        if j == 0:
+            table.add_column(head, ratio=1, min_width=12, overflow="fold")
+            continue
+        width = max(len(head), *(len(c[j]) for c in cells))
+        table.add_column(head, justify="right", no_wrap=True, min_width=width)
+    for c in cells:
+        table.add_row(*c)
+    return table
 
 
 def register(app: typer.Typer) -> None:
@@ -125,41 +157,25 @@ def register(app: typer.Typer) -> None:
         as_json: bool = _JSON,
         url: str | None = _URL,
     ) -> None:
-        """The sensitivity analyses of a view in one table (overall, one effect per study,
-        lowest/highest, outliers and influential cases removed, low risk of bias, three-level,
-        CHE with robust variance)."""
+        """The sensitivity analyses of a view in one table: the view's own model, overall,
+        one effect per study, lowest/highest, outliers and influential cases removed, low
+        risk of bias, three-level, CHE with robust variance."""
         from evidence.views.diagnostics import view_sensitivity
         from evidence.views.fit import fit_view
 
         try:
             with _engine(url) as engine:
                 vf = fit_view(engine, view, review=review)
-            found = view_sensitivity(vf, rho=rho)
+            found = view_sensitivity(vf, rho=rho).with_model(
+                vf.result, f"View's model ({vf.spec.model})"
+            )
         except EvidenceError as error:
             fail(error)
             return
         if as_json:
             console.print_json(json.dumps({"view": view, **found.to_dict()}, default=str))
             return
-        title = (
-            f"Sensitivity analyses of {view} (tau2: {found.method}, rho = {found.rho:g}, "
-            f"{found.level:g}% CI)" + (" — SIMULATED data" if vf.simulated else "")
-        )
-        table = Table(title=title, title_justify="left")
-        for col in ("analysis", "k", "studies", "g", "CI", "p", "I2 %", "PI", "note"):
-            table.add_column(col, justify="right" if col in ("k", "studies", "g", "p") else "left")
+        console.print(_sensitivity_table(view, found, vf.simulated))
         for r in found.rows:
-            table.add_row(
-                r.label,
-                str(r.k),
-                str(r.studies),
-                _n(r.g),
-                f"[{_n(r.ci_lb)}, {_n(r.ci_ub)}]" if math.isfinite(r.g) else "",
-                "NA"
-                if not math.isfinite(r.pval)
-                else ("<.0001" if r.pval < 1e-4 else f"{r.pval:.4f}"),
-                _n(r.I2, 1),
-                f"[{_n(r.pi_lb)}, {_n(r.pi_ub)}]" if math.isfinite(r.g) else "",
-                r.note,
-            )
-        console.print(table)
+            if r.note:
+                console.print(f"{r.label}: {r.note}", highlight=False, markup=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,9 +24,16 @@ from evidence.stats.covariance import factorize, impute_covariance
 from evidence.stats.influence import influence
 from evidence.stats.rma import alpha_from_level, predict, rma
 
-__all__ = ["sensitivity_suite", "SensitivityResult", "SensitivityRow", "aggregate_cs"]
+__all__ = [
+    "sensitivity_suite",
+    "SensitivityResult",
+    "SensitivityRow",
+    "aggregate_cs",
+    "model_row",
+]
 
 ANALYSES = (
+    "model",
     "overall",
     "combined",
     "lowest",
@@ -38,6 +45,7 @@ ANALYSES = (
     "che_robust",
 )
 _LABELS = {
+    "model": "The analysis's own model",
     "overall": "Overall",
     "combined": "One effect per study (aggregated)",
     "lowest": "Lowest effect per study",
@@ -121,6 +129,27 @@ class SensitivityResult(Renders):
     def __repr__(self) -> str:
         return f"SensitivityResult(rows={len(self.rows)}, rho={self.rho})"
 
+    def with_model(self, result: Any, label: str | None = None) -> SensitivityResult:
+        """The suite with a first row for the analysis's own model *result*.
+
+        Parameters
+        ----------
+        result
+            A fitted intercept-only model: :class:`~evidence.stats.RMAResult`, or a
+            multilevel :class:`~evidence.stats.rma_mv.RmaMvResult` (its robust version
+            included). Its estimate, CI, p value, I2 and prediction interval are shown as
+            the model reports them; ``k`` is its number of effects, ``studies`` that of the
+            overall row. A row ``model`` already present is replaced.
+        label
+            Row label (default "The analysis's own model").
+        """
+        studies = (
+            self.row("overall").studies if any(r.analysis == "overall" for r in self.rows) else 0
+        )
+        row = model_row(result, studies, label)
+        rest = tuple(r for r in self.rows if r.analysis != "model")
+        return replace(self, rows=(row, *rest))
+
     def to_frame(self):
         import pandas as pd
 
@@ -169,6 +198,22 @@ def aggregate_cs(
     return out_y, out_v, labels
 
 
+def model_row(result: Any, studies: int, label: str | None = None) -> SensitivityRow:
+    """The row ``model`` of the suite: a fitted intercept-only model as it reports itself.
+
+    Univariate fits (:class:`~evidence.stats.RMAResult`) give their prediction interval from
+    :func:`evidence.stats.predict`, multilevel ones (robust or not) from their ``predict()``
+    (the sum of the variance components), as metafor's ``predict``.
+    """
+    if getattr(result, "p", 1) != 1:
+        raise ModelError("The model row needs a model without moderators.")
+    if hasattr(result, "tau2"):
+        row = _uni_row("model", result, studies)
+    else:
+        row = _mv_row("model", result, result, studies)
+    return replace(row, label=label or _LABELS["model"])
+
+
 def _uni_row(name: str, fit, studies: int) -> SensitivityRow:
     pr = predict(fit)
     return SensitivityRow(
@@ -212,6 +257,8 @@ def sensitivity_suite(
     method: str = "REML",
     test: str = "z",
     level: float = 95,
+    model: Any = None,
+    model_label: str | None = None,
 ) -> SensitivityResult:
     """Run the sensitivity analyses of a living review in one table.
 
@@ -229,13 +276,17 @@ def sensitivity_suite(
     method, test, level
         Estimator of the univariate models (REML or ML for the multilevel ones), their
         test, and the confidence level in percent.
+    model, model_label
+        The analysis's own fitted model (e.g. a living view's CHE model with robust
+        variance), shown as the first row ``model`` (see :meth:`SensitivityResult.with_model`).
 
     Returns
     -------
     SensitivityResult
-        One :class:`SensitivityRow` per analysis: ``overall`` (all effects, univariate random
-        effects), ``combined`` (aggregated to one per study, metafor's ``aggregate`` with
-        ``struct="CS"``), ``lowest`` / ``highest`` (one effect per study), ``outliers_removed``
+        One :class:`SensitivityRow` per analysis: ``model`` (the analysis's own model, when
+        given), ``overall`` (all effects, univariate random effects), ``combined``
+        (aggregated to one per study, metafor's ``aggregate`` with ``struct="CS"``),
+        ``lowest`` / ``highest`` (one effect per study), ``outliers_removed``
         (effects whose CI lies wholly outside the pooled CI of the overall model),
         ``influence_removed`` (effects flagged by :func:`evidence.stats.influence`),
         ``rob_low``, ``three_level`` (``rma_mv`` with study / es_id) and ``che_robust``
@@ -331,7 +382,7 @@ def sensitivity_suite(
         rows.append(_mv_row("che_robust", robust(che, codes, clubSandwich=True), che, m))
     except EvidenceError as err:
         rows.append(_empty("che_robust", str(err), k, m))
-    return SensitivityResult(
+    out = SensitivityResult(
         rows=tuple(rows),
         rho=float(rho),
         method=method,
@@ -339,6 +390,7 @@ def sensitivity_suite(
         removed_outliers=tuple(int(i) for i in np.flatnonzero(outl)),
         removed_influential=tuple(int(i) for i in np.flatnonzero(infl)),
     )
+    return out if model is None else out.with_model(model, model_label)
 
 
 def _mv_row(name: str, res, model, studies: int) -> SensitivityRow:
