@@ -1,7 +1,8 @@
 """Metapsy interchange: reading, validation, g and SE, comparison with .g, writing back.
 
-Real releases are read from /work/shared/data/metapsy (Metapsy project, metapsy.org,
-ODC-By 1.0); the tests skip with a reason when that folder is absent.
+Real releases are read from shared/data/metapsy beside the repository (Metapsy project,
+metapsy.org, ODC-By 1.0; see tests/_metapsy.py); the tests skip with a reason when that
+folder is absent.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _metapsy import DATA, needs_data
 
 from evidence.errors import NotFoundError, ValidationError
 from evidence.ingest.metapsy import (
@@ -21,9 +23,6 @@ from evidence.ingest.metapsy import (
     write_metapsy,
 )
 from evidence.stats.escalc import escalc
-
-DATA = Path("/work/shared/data/metapsy")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"Metapsy releases not found at {DATA}")
 
 HEADER = (
     '"";"study";"condition_arm1";"condition_arm2";"instrument";"time";"time_weeks";'
@@ -211,12 +210,18 @@ def test_real_release_with_reversed_sign_is_recognised() -> None:
         ("databases/depression-psiloctr__v25.1.2.csv", 2, "time_weeks"),
         ("databases/depression-psyctr__v24.0.2.csv", 708, "sd_arm1"),
         ("versions/gambling-psyctr__v24.0.2.csv", 2, ".g"),
+        # text encoded twice: "RÃ¼sch, 2014" would become a second study next to "Rüsch, 2014"
+        ("versions/peer-support__v23.0.3.csv", 57, "study"),
+        ("databases/borderline-psyctr__v23.0.1.csv", 2, "full_ref"),
+        # an msd row carrying only the events of another outcome (an MDD diagnosis)
+        ("versions/peer-support__v23.0.2.csv", 13, "outcome_type"),
     ],
 )
 def test_real_world_errors_in_releases_are_caught(name: str, row: int, column: str) -> None:
     with pytest.raises(ValidationError) as info:
         read_metapsy(DATA / name)
-    assert (info.value.failures[0]["row"], info.value.failures[0]["column"]) == (row, column)
+    assert (row, column) in {(f["row"], f["column"]) for f in info.value.failures}
+    assert str(info.value).startswith(name.split("/")[1])
     mf = read_metapsy(DATA / name, skip_invalid=True)
     assert row in mf.skipped and row not in set(mf.frame["file_row"])
     assert set(mf.skipped) == {f["row"] for f in info.value.failures}

@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "evidence.cli.ingest",
     "evidence.cli.history",
     "evidence.cli.escalc",
+    "evidence.cli.metapsy",
     "evidence.cli.meta",
     "evidence.cli.quickstart",
     "evidence.cli.views",

@@ -14,7 +14,9 @@ outcome_key); (study_key, timepoint_key); (study_key, result_key). Only records 
 differ are updated, so re-ingesting the same sheets writes nothing (no revision). The sheets
 are the full record of each study they contain: an arm, outcome, timepoint or result of such
 a study that is no longer in the sheets is deleted (and kept in history). Studies that are
-not in the sheets are left alone, so new studies can be added in batches.
+not in the sheets are left alone, so new studies can be added in batches -- unless
+``complete=True`` says the sheets are the whole review (a database release), when they are
+deleted with their records.
 
 :func:`apply_codebook` re-applies a (changed) codebook to the stored records: derived
 moderators and effect sizes are recomputed and exactly the changed ones are written, again in
@@ -254,8 +256,9 @@ class _Writer:
     """Diffs desired records against the stored ones, table by table, and writes them."""
 
     def __init__(self, conn: Connection, prepared: Prepared, write: bool,
-                 progress: Progress | None) -> None:  # fmt: skip
+                 progress: Progress | None, complete: bool = False) -> None:  # fmt: skip
         self.conn, self.p, self.write, self.progress = conn, prepared, write, progress
+        self.complete = complete  # the sheets hold the whole review: other studies go
         self.changes: dict[str, TableChanges] = {}
         self.fake = -1
 
@@ -330,11 +333,13 @@ class _Writer:
             if c not in studies:
                 studies[c] = None
         cur = load(self.conn, st, st.c.review_id == rid, ["review_id", "study_key", *cols])
-        d = diff(st, studies, cur, ["review_id", "study_key"], cols)
+        d = diff(st, studies, cur, ["review_id", "study_key"], cols,
+                 deletable=pd.Series(self.complete, index=cur.index))  # fmt: skip
+        stale_studies, d.delete = d.delete, []
         self._apply(d)
         study_ids = self._ids("study", st.c.review_id == rid, ["study_key"], studies, d)
         study_ids = study_ids.rename(columns={"id": "study_id"})
-        scope = set(study_ids.merge(studies[["study_key"]])["study_id"])
+        scope = set(study_ids.merge(studies[["study_key"]])["study_id"]) | set(stale_studies)
         in_review = sa.select(st.c.id).where(st.c.review_id == rid).scalar_subquery()
 
         # arms, outcomes, timepoints
@@ -412,6 +417,8 @@ class _Writer:
         if stale_mods:
             self._apply(Diff("moderator", d_mod.insert.iloc[:0], d_mod.update.iloc[:0],
                              stale_mods))  # fmt: skip
+        if stale_studies:  # complete=True: studies no longer in the sheets, records emptied above
+            self._apply(Diff("study", studies.iloc[:0], studies.iloc[:0], stale_studies))
 
     def _risk_of_bias(self, study_ids: pd.DataFrame, res_ids: pd.DataFrame, scope: set,
                       in_review: sa.ScalarSelect) -> None:  # fmt: skip
@@ -475,17 +482,17 @@ class _Writer:
 
 
 def _write(engine: Engine, prepared: Prepared, *, dry_run: bool, author: str | None,
-           message: str | None, command: str | None,
-           progress: Progress | None) -> tuple[dict[str, TableChanges], int | None]:  # fmt: skip
+           message: str | None, command: str | None, progress: Progress | None,
+           complete: bool = False) -> tuple[dict[str, TableChanges], int | None]:  # fmt: skip
     try:
         if dry_run:
             with engine.connect() as conn:
-                w = _Writer(conn, prepared, False, progress)
+                w = _Writer(conn, prepared, False, progress, complete)
                 w.run()
                 conn.rollback()
             return w.changes, None
         with write_transaction(engine, author=author, message=message, command=command) as tx:
-            w = _Writer(tx.connection, prepared, True, progress)
+            w = _Writer(tx.connection, prepared, True, progress, complete)
             w.run()
         return w.changes, (tx.revision_id if tx.changed else None)
     except sa.exc.DBAPIError as error:
@@ -533,6 +540,7 @@ def ingest(
     message: str | None = None,
     command: str | None = None,
     progress: Progress | None = None,
+    complete: bool = False,
 ) -> IngestReport:
     """Validate coding sheets and write the changed records in one revision.
 
@@ -551,6 +559,10 @@ def ingest(
         Recorded with the revision.
     progress
         Called as ``progress(stage, done, total)``.
+    complete
+        The sheets hold the whole review (e.g. a database release): stored studies of the
+        review that are not in them are deleted, with their records (kept in history).
+        Default: studies not in the sheets are left alone.
 
     Returns
     -------
@@ -568,7 +580,7 @@ def ingest(
         prepared = prepare(paths, cb, progress)
         changes, revision = _write(
             engine, prepared, dry_run=dry_run, author=author, message=message, command=command,
-            progress=progress,
+            progress=progress, complete=complete,
         )  # fmt: skip
     return _report(prepared, changes, revision, dry_run)
 

@@ -24,7 +24,14 @@ the rule):
   at most 10 in absolute value -- larger values are almost always a data error such as
   a lost decimal comma (``18,44`` stored as ``1844``);
 - a row with some means or SDs but neither a complete set of them nor any other effect
-  data (change scores, events, ``precalc_g``) is incomplete.
+  data (change scores, events, ``precalc_g``) is incomplete;
+- a row whose ``outcome_type`` is continuous (``msd``, ``imsd``) but which has
+  only events would get an odds-ratio-based g from another outcome's data (peer-support
+  23.0.x row 13: the RAS row carries the events of an MDD diagnosis);
+- text is not mojibake: a cell whose UTF-8 bytes were read as Windows-1252 somewhere along
+  the way (``RÃ¼sch, 2014`` for ``Rüsch, 2014``; peer-support 23.0.3 has such cells) would
+  silently become a different study or instrument. ``repair_text=True`` decodes such cells
+  back and lists every repair in ``MetapsyFile.repaired``.
 
 A file with failing rows is refused as a whole (:class:`~evidence.errors.ValidationError`
 listing every failing cell) unless ``skip_invalid=True``; then the failing rows are left
@@ -57,6 +64,7 @@ decimals) and the rows that disagree.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +80,7 @@ __all__ = [
     "MetapsyComparison",
     "NUMERIC_COLUMNS",
     "read_metapsy",
+    "unmojibake",
     "validate_metapsy",
     "metapsy_effect_sizes",
     "infer_sign",
@@ -96,6 +105,7 @@ _EVENTS = ("event_arm1", "totaln_arm1", "event_arm2", "totaln_arm2")
 _PRECALC = ("precalc_g", "precalc_g_se")
 _MISSING = ("NA", "", "NR")
 MAX_ABS_D = 10.0
+_CONTINUOUS_TYPES = ("msd", "imsd")
 SIGNS = ("metapsy", "reversed")
 FORMULAS = ("escalc", "metapsy")
 
@@ -117,6 +127,9 @@ class MetapsyFile:
         Every failing cell of the skipped rows.
     not_reported
         Number of numeric cells coded ``NR`` (read as missing).
+    repaired
+        Text cells decoded back from mojibake (``repair_text=True``): file row, column,
+        the value as read and as repaired.
     """
 
     frame: pd.DataFrame = field(repr=False)
@@ -124,6 +137,7 @@ class MetapsyFile:
     skipped: tuple[int, ...] = ()
     failures: tuple[dict[str, Any], ...] = ()
     not_reported: int = 0
+    repaired: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -222,6 +236,16 @@ def validate_metapsy(frame: pd.DataFrame, file: str = "") -> list[dict[str, Any]
                 file, int(rows[i]), cols[0], float(m1[i]),
                 f"|standardized difference of the {label}| <= {MAX_ABS_D:g} "
                 f"(it is {abs(d[i]):.1f}: a lost decimal comma or a unit error?)"))  # fmt: skip
+    if "outcome_type" in frame.columns:
+        kind = frame["outcome_type"].astype("string").str.strip().str.lower()
+        continuous = kind.isin(_CONTINUOUS_TYPES).to_numpy()
+        only_events = (_complete(frame, _EVENTS) & ~_complete(frame, _MEANS)
+                       & ~_complete(frame, _CHANGE))  # fmt: skip
+        for i in np.flatnonzero(continuous & only_events):
+            failures.append(_failure(
+                file, int(rows[i]), "outcome_type", frame["outcome_type"].iat[i],
+                "a continuous outcome_type (msd, imsd) needs means or change scores; "
+                "this row has only events (event_arm*/totaln_arm*), which would be used"))
     some = np.zeros(len(frame), dtype=bool)
     for c in ("mean_arm1", "mean_arm2", "sd_arm1", "sd_arm2"):
         some |= ~np.isnan(_col(frame, c))
@@ -242,7 +266,56 @@ def validate_metapsy(frame: pd.DataFrame, file: str = "") -> list[dict[str, Any]
     return failures
 
 
-def read_metapsy(path: str | Path, *, skip_invalid: bool = False) -> MetapsyFile:
+_MOJIBAKE_MARKS = re.compile("[\u00c2\u00c3\u00c5\u00e2][\u0080-\u00bf\u0152\u0153\u0160\u0161"
+                             "\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]")
+
+
+def unmojibake(text: str) -> str | None:
+    """*text* decoded back when it is UTF-8 read as Windows-1252 (or Latin-1); else None.
+
+    ``"RÃ¼sch"`` -> ``"Rüsch"``, ``"Lehmanâ€™s"`` -> ``"Lehman’s"``. Only text holding the
+    marks of such a misreading (an ``Ã``, ``Â``, ``Å`` or ``â`` followed by a character
+    that a UTF-8 continuation byte becomes) is tried, so real text is left alone.
+    """
+    if not _MOJIBAKE_MARKS.search(text):
+        return None
+    for codec in ("cp1252", "latin-1"):
+        try:
+            fixed = text.encode(codec).decode("utf-8")
+        except UnicodeError:
+            continue
+        return fixed if fixed != text else None
+    return None
+
+
+def _text_failures(raw: pd.DataFrame, file: str, repair: bool) -> tuple[list[dict], list[dict]]:
+    """Mojibake cells of the text columns: failures, or (with *repair*) the repairs made."""
+    failures: list[dict] = []
+    repairs: list[dict] = []
+    for col in raw.columns:
+        if col in NUMERIC_COLUMNS:
+            continue
+        values = raw[col].to_numpy(dtype=object)
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                continue
+            fixed = unmojibake(value)
+            if fixed is None:
+                continue
+            if repair:
+                raw.iat[i, raw.columns.get_loc(col)] = fixed
+                repairs.append({"row": i + 2, "column": col, "value": value, "repaired": fixed})
+            else:
+                failures.append(_failure(
+                    file, i + 2, col, value,
+                    f"text encoded once too often (UTF-8 read as Windows-1252): reads "
+                    f"{fixed!r} when decoded; repair_text decodes it"))  # fmt: skip
+    return failures, repairs
+
+
+def read_metapsy(
+    path: str | Path, *, skip_invalid: bool = False, repair_text: bool = False
+) -> MetapsyFile:
     """Read and validate a Metapsy file.
 
     Parameters
@@ -251,6 +324,9 @@ def read_metapsy(path: str | Path, *, skip_invalid: bool = False) -> MetapsyFile
         A ``;``-separated file with decimal commas.
     skip_invalid
         Leave failing rows out (listed in the result) instead of refusing the file.
+    repair_text
+        Decode mojibake text cells back (listed in ``MetapsyFile.repaired``) instead of
+        refusing them.
 
     Raises
     ------
@@ -278,9 +354,12 @@ def read_metapsy(path: str | Path, *, skip_invalid: bool = False) -> MetapsyFile
             f"of mean_/sd_/n_arm1/2, change-score, event_/totaln_arm1/2 or precalc_g columns).",
             [_failure(file, None, lacking, None, "Metapsy standard columns")],
         )
+    text_failures, repairs = _text_failures(raw, file, repair_text)
     frame, failures, nr = _parse(raw, file)
     frame.insert(0, "file_row", np.arange(len(frame)) + 2)
+    failures += text_failures
     failures += validate_metapsy(frame, file)
+    failures.sort(key=lambda f: (f["row"] or 0, f["column"] or ""))
     bad_rows = sorted({f["row"] for f in failures})
     if failures and not skip_invalid:
         f = failures[0]
@@ -298,6 +377,7 @@ def read_metapsy(path: str | Path, *, skip_invalid: bool = False) -> MetapsyFile
         skipped=tuple(bad_rows),
         failures=tuple(failures),
         not_reported=nr,
+        repaired=tuple(repairs),
     )
 
 

@@ -363,7 +363,8 @@ def _add_moderators(
         else:
             vals = _text(part["value_text"])
         target = {"study": "study_id", "arm": "arm_id", "effect": "result_id"}[row.level]
-        lookup = dict(zip(part[target].astype("int64"), vals, strict=True))
+        at_level = part[target].notna().to_numpy()  # values coded before a change of level
+        lookup = dict(zip(part[target][at_level].astype("int64"), vals[at_level], strict=True))
         if row.level == "arm":
             pairs = (("", "arm1_id"), ("arm2.", "arm2_id"))
         else:

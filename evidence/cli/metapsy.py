@@ -1,0 +1,120 @@
+"""`evidence import metapsy` and `evidence export metapsy`: the Metapsy interchange."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evidence.cli.app import console
+from evidence.cli.ingest import _command, _fail, report_table
+from evidence.errors import EvidenceError
+
+__all__ = ["register"]
+
+_Url = Annotated[
+    str | None,
+    typer.Option("--url", "--database", "-d", help="Database URL (default: "
+                 "EVIDENCE_DATABASE_URL, else ./evidence.db).", show_default=False),
+]  # fmt: skip
+_Review = Annotated[
+    str | None,
+    typer.Option("--review", "-r", help="Review name (default: metapsy_ + the file's database "
+                 "name on import; the database's only review on export)."),
+]  # fmt: skip
+_Json = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``import`` and ``export`` groups to *app*."""
+    import_app = typer.Typer(help="Load data in an interchange format.", no_args_is_help=True)
+    export_app = typer.Typer(help="Write data in an interchange format.", no_args_is_help=True)
+    app.add_typer(import_app, name="import")
+    app.add_typer(export_app, name="export")
+
+    @import_app.command("metapsy")
+    def import_command(
+        ctx: typer.Context,
+        path: Annotated[Path, typer.Argument(help="Metapsy file (;-separated, decimal commas).")],
+        direction: Annotated[str, typer.Option(
+            "--direction", help="Which sign of Metapsy's g is an improvement: lower (lower "
+            "scores are better), higher, or file (.g is already oriented so that positive is "
+            "an improvement, read per outcome).", show_default=False)],
+        sign: Annotated[str, typer.Option(
+            "--sign", help="Sign convention of the file's .g for the comparison: auto, "
+            "metapsy or reversed.")] = "auto",
+        review: _Review = None,
+        url: _Url = None,
+        skip_invalid: Annotated[bool, typer.Option(
+            "--skip-invalid", help="Leave invalid rows out (listed) instead of refusing the "
+            "file.")] = False,
+        repair_text: Annotated[bool, typer.Option(
+            "--repair-text", help="Decode text cells that were encoded twice (mojibake) "
+            "instead of refusing them.")] = False,
+        dry_run: Annotated[bool, typer.Option(
+            "--dry-run", help="Validate and count; write nothing.")] = False,
+        as_json: _Json = False,
+        author: Annotated[str | None, typer.Option(
+            "--author", help="Who makes the change (default: EVIDENCE_AUTHOR, OS user).")] = None,
+        message: Annotated[str | None, typer.Option(
+            "--message", "-m", help="Why (kept in history).")] = None,
+    ) -> None:  # fmt: skip
+        """Load a Metapsy database file into a review; compare the store's g with its .g."""
+        from evidence.ingest.metapsy_store import import_metapsy
+
+        try:
+            result = import_metapsy(
+                path, direction=direction, database=url, review=review, sign=sign,
+                skip_invalid=skip_invalid, repair_text=repair_text, dry_run=dry_run,
+                author=author, message=message, command=_command(ctx),
+            )  # fmt: skip
+        except EvidenceError as error:
+            _fail(error, as_json)
+            return
+        if as_json:
+            console.print_json(json.dumps(result.to_dict(), default=_json_value))
+            return
+        report = result.ingest
+        if report.dry_run:
+            console.print("[bold]dry run[/]: the file is valid; nothing was written.")
+        if report.changed:
+            console.print(report_table(report))
+        else:
+            console.print(f"review {report.review}: no changes (the database already holds "
+                          "these records).")  # fmt: skip
+        console.print(str(result), highlight=False, soft_wrap=True)
+        if report.revision is not None and not report.dry_run:
+            console.print(f"revision {report.revision} written.")
+
+    @export_app.command("metapsy")
+    def export_command(
+        output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+        review: _Review = None,
+        url: _Url = None,
+        sign: Annotated[str, typer.Option(
+            "--sign", help="Orientation of .g and precalc_g: improvement (positive = "
+            "improvement, the store's), metapsy (means: arm 1 minus arm 2) or reversed.")]
+        = "improvement",
+        as_json: _Json = False,
+    ) -> None:  # fmt: skip
+        """Write a review's two-arm results in the Metapsy standard."""
+        from evidence.ingest.metapsy_store import export_metapsy
+
+        try:
+            result = export_metapsy(output, database=url, review=review, sign=sign)
+        except EvidenceError as error:
+            _fail(error, as_json)
+            return
+        if as_json:
+            console.print_json(json.dumps(result.to_dict()))
+        else:
+            console.print(str(result), highlight=False, soft_wrap=True)
+
+
+def _json_value(value: object) -> object:
+    """numpy scalars and other non-JSON values in failure records."""
+    if hasattr(value, "item"):
+        return value.item()  # type: ignore[no-any-return]
+    return str(value)

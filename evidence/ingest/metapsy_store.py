@@ -1,0 +1,831 @@
+"""A Metapsy database file in and out of an evidence base.
+
+:func:`import_metapsy` loads a Metapsy file (:mod:`evidence.ingest.metapsy`) into a review of
+the database: the file is read and validated, turned into coding sheets with a codebook
+generated for them, and written by the ingest loader in one revision, where the store computes
+every effect size itself; the report then compares the stored g and SE with the file's own
+``.g`` and ``.g_se``. Importing a later release of the same database into the same review is a
+living update: exactly the records that changed are written, and studies or rows that left the
+file are deleted (kept in history): the file is the whole review (the loader's
+``complete=True``). :func:`export_metapsy` writes a review back in the
+Metapsy standard.
+
+Mapping
+-------
+- study: the ``study`` label is the study key; ``year`` and ``country`` go to the study, and
+  ``full_ref`` (when present) is its citation.
+- arms: ``condition_arm1``/``multi_arm1`` and ``condition_arm2``/``multi_arm2`` name the arms
+  (key: their slug; label: the condition; description: the multi-arm label); arm 1 is the
+  intervention, arm 2 the comparator.
+- outcome: one per outcome type x outcome category x subcategory x instrument of a study:
+  domain ``outcome_category`` (``"outcome"`` when the file has none), construct
+  ``outcome_subcategory``, instrument ``instrument``.
+- timepoint: ``time`` with ``time_weeks``.
+- result: the statistics Metapsy would use, in its order (metapsyTools'
+  ``calculateEffectSizes``): means, SDs and ns; else change scores (``n_change_arm*`` as
+  ``n1i``/``n2i``); else events out of ``totaln_arm*``; else ``precalc_g`` with
+  ``precalc_g_se`` as a reported effect size (``yi_reported``, ``vi_reported = se^2``).
+  Baseline means and SDs are kept. Rows without any effect data carry no effect size and are
+  left out (counted in the report). The result key is built from the row's content
+  (outcome, time, arms), so a row keeps its key across releases however the file is sorted.
+- moderators: every other column of the file (not Metapsy's computed ``.``-columns and not
+  the row id ``.id``), at study level when it is constant within every study, else at effect
+  level; numeric when every value is a number, else text. A column whose name is a data-model
+  column (``doi``, ``design``, ...) becomes ``metapsy_<name>``. The moderator's description
+  names its column, so an export restores it.
+
+Direction (``direction``, recorded on every outcome and in the review's description)
+-----------------------------------------------------------------------------------
+The store keeps ``positive = improvement of arm 1 over arm 2``. Metapsy's g is arm 1 minus
+arm 2 for means and change scores and, for events, the negated log odds ratio (metapsyTools'
+convention), so
+
+- ``"lower"``: lower scores are better (depression, anxiety): a negative Metapsy g is an
+  improvement; every outcome is stored ``direction = lower`` (events: ``higher``, since the
+  negation already made fewer events a lower g);
+- ``"higher"``: higher scores are better: the reverse;
+- ``"file"``: the file's ``.g`` is already oriented so that positive is an improvement
+  (peer-support, whose outcomes mix symptom and recovery scales): each outcome's direction is
+  read off the sign of ``.g`` against the computed g (``higher`` when g is exactly 0 on every
+  row of the outcome, where no number depends on it); ``precalc_g`` is taken as oriented like
+  ``.g`` and stored as the file gives it; an outcome with no row to read its direction from
+  is a validation error.
+
+Sign (``sign``): the convention of the file's ``.g`` for the comparison (``"metapsy"``,
+``"reversed"``, or ``"auto"`` to infer it with :func:`~evidence.ingest.metapsy.infer_sign`).
+Under ``"lower"`` and ``"higher"``, ``precalc_g`` follows it too: under ``"reversed"`` it is
+negated to Metapsy's convention before the direction is applied.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from evidence.db.engine import get_engine
+from evidence.db.models import metadata
+from evidence.errors import NotFoundError, ValidationError
+from evidence.ingest.codebook import CORE_COLUMNS, Codebook, parse_codebook
+from evidence.ingest.loader import IngestReport, ingest
+from evidence.ingest.metapsy import (
+    NUMERIC_COLUMNS,
+    MetapsyComparison,
+    infer_sign,
+    metapsy_effect_sizes,
+    read_metapsy,
+    write_metapsy,
+)
+
+__all__ = [
+    "DIRECTIONS",
+    "EXPORT_SIGNS",
+    "SIGNS",
+    "MetapsyExport",
+    "MetapsyImport",
+    "export_metapsy",
+    "import_metapsy",
+    "metapsy_codebook",
+    "metapsy_sheets",
+    "review_name",
+]
+
+DIRECTIONS = ("lower", "higher", "file")
+SIGNS = ("auto", "metapsy", "reversed")
+EXPORT_SIGNS = ("improvement", "metapsy", "reversed")
+TOLERANCE = 0.005  # Metapsy rounds .g and .g_se to two decimals in some releases
+
+#: Columns of the Metapsy standard that the mapping uses (everything else is a moderator).
+_STRUCTURE = {
+    "study", "condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2", "outcome_type",
+    "outcome_category", "outcome_subcategory", "instrument", "time", "year", "country",
+    "full_ref", ".id", "file_row",
+}  # fmt: skip
+_STAT_MAP = {  # Metapsy column -> result column (per formula, see metapsy_sheets)
+    "means": {"mean_arm1": "m1i", "sd_arm1": "sd1i", "n_arm1": "n1i",
+              "mean_arm2": "m2i", "sd_arm2": "sd2i", "n_arm2": "n2i"},
+    "change": {"mean_change_arm1": "m1i_change", "sd_change_arm1": "sd1i_change",
+               "n_change_arm1": "n1i", "mean_change_arm2": "m2i_change",
+               "sd_change_arm2": "sd2i_change", "n_change_arm2": "n2i"},
+    "events": {"event_arm1": "event1i", "totaln_arm1": "n1i",
+               "event_arm2": "event2i", "totaln_arm2": "n2i"},
+}  # fmt: skip
+_BASELINE = {"baseline_m_arm1": "m1i_pre", "baseline_sd_arm1": "sd1i_pre",
+             "baseline_m_arm2": "m2i_pre", "baseline_sd_arm2": "sd2i_pre"}  # fmt: skip
+_FORMULA_TYPE = {"SMD:means": "msd", "SMD:change": "change", "SMD:logOR": "dich",
+                 "precalc": "precalc", "SMD:reported": "precalc"}  # fmt: skip
+_RESULT_STATS = ("n1i", "m1i", "sd1i", "n2i", "m2i", "sd2i", "m1i_pre", "sd1i_pre", "m2i_pre",
+                 "sd2i_pre", "m1i_change", "sd1i_change", "m2i_change", "sd2i_change",
+                 "event1i", "event2i", "yi_reported", "vi_reported")  # fmt: skip
+_CORE_STUDY = {"citation", "year", "country", "simulated"}
+_RESERVED = {c for columns in CORE_COLUMNS.values() for c in columns}  # moderators may not reuse
+
+
+def review_name(path: str | Path) -> str:
+    """The review name for a file ``NAME__vVERSION.csv``: ``metapsy_`` + NAME as a key."""
+    stem = Path(path).name.split("__v")[0].removesuffix(".csv")
+    return "metapsy_" + (re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "database")
+
+
+def _slug(*parts: Any) -> str:
+    words = [str(p) for p in parts if isinstance(p, str) and p.strip()]
+    return re.sub(r"[^a-z0-9]+", "-", " ".join(words).lower()).strip("-")
+
+
+def _moderator_name(column: str) -> str:
+    name = re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
+    return name if re.match(r"^[a-z]", name) else f"m_{name}"
+
+
+def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A numeric column as floats; all missing when the file does not have it."""
+    if column in frame.columns:
+        return frame[column].to_numpy(dtype=float, na_value=np.nan)
+    return np.full(len(frame), np.nan)
+
+
+def _present(value: Any) -> bool:
+    return (
+        value is not None
+        and not (isinstance(value, float) and np.isnan(value))
+        and (not isinstance(value, str) or value.strip() != "")
+    )
+
+
+def _numeric_text(series: pd.Series) -> pd.Series | None:
+    """*series* as numbers (decimal commas) when every present value is one, else None."""
+    text = series.astype("string").str.strip()
+    present = text.notna() & (text != "") & ~text.isin(["NA", "NR"])
+    values = pd.to_numeric(text.where(present).str.replace(",", ".", regex=False),
+                           errors="coerce")  # fmt: skip
+    if present.any() and values[present].notna().all():
+        return values.astype(float)
+    return None
+
+
+@dataclass(frozen=True)
+class _Moderator:
+    name: str
+    column: str
+    level: str  # study | effect
+    type: str  # numeric | text
+
+
+def _moderators(frame: pd.DataFrame) -> list[_Moderator]:
+    out: list[_Moderator] = []
+    taken: set[str] = set()
+    for col in frame.columns:
+        if col in _STRUCTURE or col in NUMERIC_COLUMNS or col.startswith("."):
+            continue
+        name = _moderator_name(col)
+        if name in _CORE_STUDY:
+            continue
+        if name in _RESERVED:
+            name = f"metapsy_{name}"
+        if name in taken:
+            continue
+        taken.add(name)
+        values = frame[col]
+        if values.map(_present).sum() == 0:
+            continue
+        constant = values.astype("string").fillna("\x00").groupby(frame["study"]).nunique()
+        level = "study" if bool((constant <= 1).all()) else "effect"
+        kind = "numeric" if _numeric_text(values) is not None else "text"
+        out.append(_Moderator(name, col, level, kind))
+    return out
+
+
+def metapsy_codebook(
+    review: str, moderators: list[_Moderator] | None = None, *, description: str = ""
+) -> Codebook:
+    """The codebook generated for a Metapsy file's coding sheets."""
+    text, num = {"type": "text"}, {"type": "numeric"}
+
+    def req(kind: str = "text") -> dict[str, Any]:
+        return {"type": kind, "required": True}
+
+    raw: dict[str, Any] = {
+        "format": "evidence-codebook/1",
+        "review": {"name": review, "title": f"Metapsy database {review.removeprefix('metapsy_')}"
+                   " (metapsy.org, ODC-By 1.0)", "description": description},
+        "analysis": {"measure": "SMD", "vtype": "LS", "model": {"method": "REML"}, "level": 95},
+        "rules": ["events_within_n", "distinct_arms"],
+        "sheets": {
+            "studies": {"columns": {"study_key": req(), "citation": text,
+                                    "year": {"type": "integer", "min": 1900, "max": 2100},
+                                    "country": text,
+                                    "simulated": {"type": "boolean", "default": False}}},
+            "arms": {"columns": {"study_key": req(), "arm_key": req(), "label": text,
+                                 "description": text,
+                                 "role": {"type": "categorical", "required": True,
+                                          "levels": ["intervention", "comparator"]}}},
+            "outcomes": {"columns": {"study_key": req(), "outcome_key": req(), "domain": req(),
+                                     "construct": text, "instrument": text,
+                                     "direction": {"type": "categorical", "required": True,
+                                                   "levels": ["higher", "lower"]}}},
+            "timepoints": {"columns": {"study_key": req(), "timepoint_key": req(),
+                                       "label": req(), "weeks": {"type": "numeric", "min": 0}}},
+            "results": {"columns": {
+                **{c: req() for c in ("study_key", "result_key", "outcome_key",
+                                      "timepoint_key", "arm1_key")},
+                "arm2_key": text, "notes": text,
+                **dict.fromkeys(_RESULT_STATS, num),
+            }},
+        },
+        "moderators": {
+            m.name: {"level": m.level, "type": m.type,
+                     "description": f"Metapsy column {m.column}"}
+            for m in moderators or []
+        },
+    }  # fmt: skip
+    return parse_codebook(raw, f"generated codebook of {review}")
+
+
+def _row_failure(file: str, row: int, column: str | None, value: Any, rule: str) -> dict:
+    return {"file": file, "sheet": None, "row": row, "column": column, "value": value,
+            "rule": rule}  # fmt: skip
+
+
+def metapsy_sheets(
+    frame: pd.DataFrame, *, direction: str, sign: str, file: str = "", moderators=None
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, np.ndarray]:
+    """Coding sheets of a validated Metapsy frame (module docstring).
+
+    Returns the sheets, the frame's rows that became results (with their result keys in
+    column ``result_key`` and the formula Metapsy's order picks in ``formula``), and the file
+    rows left out because they carry no effect data.
+    """
+    if direction not in DIRECTIONS:
+        raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
+                              f"not {direction!r}")  # fmt: skip
+    if sign not in ("metapsy", "reversed"):
+        raise ValidationError(f"sign must be metapsy or reversed, not {sign!r}")
+    moderators = _moderators(frame) if moderators is None else moderators
+    est = metapsy_effect_sizes(frame, sign="metapsy", formulas="escalc")
+    has = est["g_formula"].notna().to_numpy()
+    left_out = frame.loc[~has, "file_row"].to_numpy(dtype=int)
+    rows = frame[has].copy()
+    rows["formula"] = est["g_formula"].to_numpy()[has]
+    g_metapsy = est["g"].to_numpy()[has]
+    pre = (rows["formula"] == "precalc").to_numpy()
+    if sign == "reversed":  # precalc_g as the file has it -> Metapsy's convention
+        g_metapsy[pre] = -g_metapsy[pre]
+
+    def txt(col: str) -> pd.Series:
+        if col not in rows.columns:
+            return pd.Series([None] * len(rows), index=rows.index, dtype=object)
+        return rows[col].map(lambda v: str(v).strip() if _present(v) else None)
+
+    study, time = txt("study"), txt("time").fillna("post")
+    a1 = [(_slug(c, m) or "arm-1") for c, m in zip(txt("condition_arm1"), txt("multi_arm1"),
+                                                      strict=True)]  # fmt: skip
+    a2 = [(_slug(c, m) or "arm-2") for c, m in zip(txt("condition_arm2"), txt("multi_arm2"),
+                                                      strict=True)]  # fmt: skip
+    a2 = [b + "-2" if a == b else b for a, b in zip(a1, a2, strict=True)]
+    weeks = _values(rows, "time_weeks")
+    tp = [f"{t}-{w:g}w" if w == w else t for t, w in zip(time, weeks, strict=True)]
+    otype = rows["formula"].map(_FORMULA_TYPE)
+    domain = txt("outcome_category").fillna("outcome")
+    construct, instrument = txt("outcome_subcategory"), txt("instrument")
+    ok = [f"{t}-{_slug(d, c, i)}"[:120] for t, d, c, i in
+          zip(otype, domain, construct, instrument, strict=True)]  # fmt: skip
+    base = [f"{o}@{t}:{x}-vs-{y}" for o, t, x, y in zip(ok, tp, a1, a2, strict=True)]
+    seen: dict[tuple[str, str], int] = {}
+    rkeys = []
+    for s, b in zip(study, base, strict=True):
+        n = seen.get((s, b), 0) + 1
+        seen[(s, b)] = n
+        rkeys.append(b if n == 1 else f"{b}#{n}")
+    rows["result_key"], rows["outcome_key"] = rkeys, ok
+    events = (rows["formula"] == "SMD:logOR").to_numpy()
+
+    # outcome directions (module docstring): "lower" stores direction=lower for scores
+    failures: list[dict] = []
+    if direction == "file":
+        fg = _values(rows, ".g")
+        vote = np.sign(fg) * np.sign(g_metapsy)  # +1: .g oriented as Metapsy's g
+        vote[pre] = np.nan  # precalc_g is oriented as .g itself: it tells nothing
+        votes = pd.DataFrame({"study": study, "outcome": ok, "vote": vote}).dropna()
+        votes = votes[votes["vote"] != 0].groupby(["study", "outcome"])["vote"].sum()
+        higher_g = {k: v > 0 for k, v in votes.items() if v != 0}
+        zero = pd.DataFrame({"study": study, "outcome": ok, "zero": g_metapsy == 0})
+        all_zero = zero.groupby(["study", "outcome"])["zero"].all().to_dict()
+    outcome_dir: dict[tuple[str, str], str] = {}
+    for i, (s, o) in enumerate(zip(study, ok, strict=True)):
+        if (s, o) in outcome_dir:
+            continue
+        if direction == "file":
+            if (s, o) not in higher_g and (all_zero.get((s, o), False) or pre[i]):
+                higher_g[(s, o)] = True  # g = 0 or precalc_g only: taken as the file has it
+            if (s, o) not in higher_g:
+                failures.append(_row_failure(
+                    file, int(rows["file_row"].iat[i]), ".g", rows[".g"].iat[i]
+                    if ".g" in rows else None,
+                    "direction 'file' reads each outcome's direction off the sign of .g; this "
+                    "outcome has no row with a non-zero .g and g: give --direction lower or "
+                    "higher"))  # fmt: skip
+                continue
+            positive_is_better = higher_g[(s, o)]
+        else:
+            positive_is_better = direction == "higher"
+        # the stored raw yi is Metapsy's g for scores and minus it for events
+        d = "higher" if positive_is_better else "lower"
+        if events[i]:
+            d = "lower" if d == "higher" else "higher"
+        outcome_dir[(s, o)] = d
+    if failures:
+        raise ValidationError(
+            f"{file}: row {failures[0]['row']}: {failures[0]['rule']} "
+            f"({len(failures)} outcomes; nothing was written)", failures)  # fmt: skip
+
+    # sheets
+    frame_all = frame.assign(study=frame["study"].map(lambda v: str(v).strip()))
+    first = frame_all.groupby("study", sort=False).head(1).set_index("study")
+    studies = pd.DataFrame({"study_key": first.index})
+    studies["citation"] = (
+        (first["full_ref"] if "full_ref" in first else first.index.to_series())
+        .map(lambda v: str(v).strip() if _present(v) else None)
+        .to_numpy()
+    )
+    if "year" in first:
+        years = _numeric_text(first["year"])
+        studies["year"] = (years if years is not None else first["year"]).to_numpy()
+    if "country" in first:
+        studies["country"] = (
+            first["country"].map(lambda v: str(v).strip() if _present(v) else None).to_numpy()
+        )
+    studies["simulated"] = False
+    studies = studies[studies["study_key"].isin(set(study))].reset_index(drop=True)
+
+    arm_rows: dict[tuple[str, str], dict] = {}
+    for s, k1, k2, c1, m1, c2, m2 in zip(
+        study,
+        a1,
+        a2,
+        txt("condition_arm1"),
+        txt("multi_arm1"),
+        txt("condition_arm2"),
+        txt("multi_arm2"),
+        strict=True,
+    ):
+        arm_rows.setdefault(
+            (s, k1),
+            {"study_key": s, "arm_key": k1, "label": c1, "description": m1, "role": "intervention"},
+        )
+        arm_rows.setdefault((s, k2), {"study_key": s, "arm_key": k2, "label": c2,
+                                      "description": m2, "role": "comparator"})  # fmt: skip
+    outcomes = pd.DataFrame(
+        {
+            "study_key": study,
+            "outcome_key": ok,
+            "domain": domain,
+            "construct": construct,
+            "instrument": instrument,
+        }
+    )
+    outcomes = outcomes.drop_duplicates(["study_key", "outcome_key"]).reset_index(drop=True)
+    outcomes["direction"] = [
+        outcome_dir[(s, o)]
+        for s, o in zip(outcomes["study_key"], outcomes["outcome_key"], strict=True)
+    ]
+    timepoints = pd.DataFrame(
+        {"study_key": study, "timepoint_key": tp, "label": time, "weeks": weeks}
+    ).drop_duplicates(["study_key", "timepoint_key"])
+    results = pd.DataFrame(
+        {
+            "study_key": study,
+            "result_key": rkeys,
+            "outcome_key": ok,
+            "timepoint_key": tp,
+            "arm1_key": a1,
+            "arm2_key": a2,
+        }
+    )
+    results["notes"] = (txt(".id") if ".id" in rows else pd.Series([None] * len(rows))).to_numpy()
+    for c in _RESULT_STATS:
+        results[c] = np.nan
+    kinds = {"SMD:means": "means", "SMD:change": "change", "SMD:logOR": "events"}
+    formula = rows["formula"].to_numpy()
+    for fname, kind in kinds.items():
+        sel = formula == fname
+        for src, dst in _STAT_MAP[kind].items():
+            results.loc[sel, dst] = _values(rows, src)[sel]
+    pre = formula == "precalc"
+    # precalc_g as a raw (unflipped) reported effect: the store flips it by the outcome's
+    # direction; under "file" the stored value must be precalc_g as the file gives it
+    lower = np.array([outcome_dir[(s_, o_)] == "lower" for s_, o_ in
+                      zip(study, ok, strict=True)], dtype=bool)  # fmt: skip
+    reported = _values(rows, "precalc_g") if direction == "file" else g_metapsy
+    reported = np.where(lower, -reported, reported) if direction == "file" else reported
+    results.loc[pre, "yi_reported"] = reported[pre]
+    results.loc[pre, "vi_reported"] = _values(rows, "precalc_g_se")[pre] ** 2
+    for src, dst in _BASELINE.items():
+        results[dst] = _values(rows, src)
+    # effect-level moderators go on the results sheet, study-level ones on the studies sheet
+    for m in moderators:
+        source = rows[m.column] if m.level == "effect" else first[m.column]
+        values = _numeric_text(source) if m.type == "numeric" else source.map(
+            lambda v: str(v).strip() if _present(v) else None)  # fmt: skip
+        if m.level == "effect":
+            results[m.name] = values.to_numpy()
+        else:
+            studies[m.name] = studies["study_key"].map(dict(zip(first.index, values, strict=True)))
+    sheets = {
+        "studies": studies,
+        "arms": pd.DataFrame(list(arm_rows.values())),
+        "outcomes": outcomes,
+        "timepoints": timepoints.reset_index(drop=True),
+        "results": results,
+    }
+    return sheets, rows, left_out
+
+
+@dataclass(frozen=True)
+class MetapsyImport:
+    """What :func:`import_metapsy` read, wrote and found when comparing with ``.g``."""
+
+    file: str
+    review: str
+    direction: str
+    sign: str
+    rows: int
+    loaded: int
+    no_effect_data: tuple[int, ...]
+    skipped: tuple[int, ...]
+    failures: tuple[dict[str, Any], ...]
+    repaired: tuple[dict[str, Any], ...]
+    ingest: IngestReport
+    comparison: MetapsyComparison | None = field(repr=False, default=None)
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.file}: {self.rows} rows; {self.loaded} loaded as results of review "
+            f"{self.review} (direction {self.direction}, .g sign convention {self.sign})",
+        ]
+        if self.no_effect_data:
+            lines.append(
+                f"{len(self.no_effect_data)} rows carry no effect data and were left "
+                f"out (file rows {_rows(self.no_effect_data)})"
+            )
+        if self.skipped:
+            lines.append(
+                f"{len(self.skipped)} invalid rows were left out (file rows "
+                f"{_rows(self.skipped)}): {len(self.failures)} failing cells"
+            )
+        if self.repaired:
+            lines.append(f"{len(self.repaired)} text cells were decoded back from mojibake")
+        if self.comparison is not None:
+            lines.append("effect sizes computed by the store against the file's .g/.g_se:")
+            lines.append(str(self.comparison))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "file": self.file, "review": self.review, "direction": self.direction,
+            "sign": self.sign, "rows": self.rows, "loaded": self.loaded,
+            "no_effect_data": list(self.no_effect_data), "skipped": list(self.skipped),
+            "failures": list(self.failures), "repaired": list(self.repaired),
+            "ingest": self.ingest.to_dict(),
+            "comparison": self.comparison.to_dict() if self.comparison is not None else None,
+        }  # fmt: skip
+
+
+def _rows(rows: tuple[int, ...], shown: int = 12) -> str:
+    text = ", ".join(str(r) for r in rows[:shown])
+    return text + (f", ... ({len(rows) - shown} more)" if len(rows) > shown else "")
+
+
+def import_metapsy(
+    path: str | Path,
+    *,
+    direction: str,
+    database: str | sa.Engine | None = None,
+    review: str | None = None,
+    sign: str = "auto",
+    skip_invalid: bool = False,
+    repair_text: bool = False,
+    dry_run: bool = False,
+    author: str | None = None,
+    message: str | None = None,
+    command: str | None = None,
+) -> MetapsyImport:
+    """Load a Metapsy file into a review of the database (module docstring).
+
+    Parameters
+    ----------
+    path
+        A Metapsy file (``;``-separated, decimal commas).
+    direction
+        ``"lower"``, ``"higher"`` or ``"file"``: which sign of Metapsy's g is an improvement.
+    database
+        URL or engine (default: ``EVIDENCE_DATABASE_URL``, else ``./evidence.db``).
+    review
+        The review to load into (default: ``metapsy_`` + the database's name).
+    sign
+        The convention of the file's ``.g``: ``"metapsy"``, ``"reversed"`` or ``"auto"``.
+    skip_invalid, repair_text
+        As :func:`~evidence.ingest.metapsy.read_metapsy`.
+    dry_run, author, message, command
+        As :func:`~evidence.ingest.loader.ingest`.
+
+    Raises
+    ------
+    ValidationError
+        An invalid file (every failing cell, with its file row and column) or options;
+        nothing is written.
+    """
+    if direction not in DIRECTIONS:
+        raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
+                              f"not {direction!r}")  # fmt: skip
+    if sign not in SIGNS:
+        raise ValidationError(f"sign must be one of {', '.join(SIGNS)}, not {sign!r}")
+    mf = read_metapsy(path, skip_invalid=skip_invalid, repair_text=repair_text)
+    frame, file = mf.frame, Path(path).name
+    used_sign = infer_sign(frame) if sign == "auto" else sign
+    review = review or review_name(path)
+    mods = _moderators(frame)
+    sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
+                                            file=file, moderators=mods)  # fmt: skip
+    sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
+    codebook = metapsy_codebook(review, mods, description=(
+        f"Imported from a Metapsy file; direction {direction} "
+        f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, sheet in sheets.items():
+            sheet.to_csv(Path(tmp) / f"{name}.csv", index=False)
+        try:
+            report = ingest(
+                [tmp], codebook=codebook, database=database, dry_run=dry_run, author=author,
+                complete=True,
+                message=message or f"Metapsy {Path(path).stem} (direction {direction})",
+                command=command or f"import_metapsy {file}",
+            )  # fmt: skip
+        except ValidationError as error:
+            raise _in_file_terms(error, tmp, file, sheets, rows) from None
+    comparison = None
+    if not dry_run:
+        comparison = _compare(database, review, rows, direction, used_sign)
+    return MetapsyImport(
+        file=file, review=review, direction=direction, sign=used_sign,
+        rows=len(frame) + len(mf.skipped), loaded=len(rows),
+        no_effect_data=tuple(int(r) for r in left_out), skipped=mf.skipped,
+        failures=mf.failures, repaired=mf.repaired, ingest=report, comparison=comparison,
+    )  # fmt: skip
+
+
+_DIRECTION_TEXT = {
+    "lower": "lower scores are better: a negative Metapsy g is an improvement",
+    "higher": "higher scores are better: a positive Metapsy g is an improvement",
+    "file": "each outcome oriented as the file's .g, positive = improvement",
+}
+
+
+def _in_file_terms(error: ValidationError, tmp: str, file: str, sheets, rows) -> ValidationError:
+    """A loader error on the generated sheets, re-addressed to the Metapsy file's rows."""
+    results_rows = rows["file_row"].to_numpy(dtype=int)
+    first_row = rows.groupby("study")["file_row"].min().to_dict()
+    out = []
+    for f in error.failures:
+        f = dict(f)
+        sheet = Path(str(f.get("file") or "")).stem if str(f.get("file", "")).startswith(tmp) \
+            else f.get("sheet")  # fmt: skip
+        row = f.get("row")
+        if sheet == "results" and isinstance(row, int) and 2 <= row < len(results_rows) + 2:
+            f["row"] = int(results_rows[row - 2])
+        elif sheet in sheets and isinstance(row, int) and 2 <= row < len(sheets[sheet]) + 2:
+            key = sheets[sheet]["study_key"].iat[row - 2]
+            f["row"] = int(first_row.get(key, row))
+        f["file"], f["sheet"] = file, None
+        f["rule"] = f"{f.get('rule')} (generated {sheet} column {f.get('column')})"
+        out.append(f)
+    if not out:
+        return ValidationError(f"{file}: {error}")
+    first = out[0]
+    return ValidationError(
+        f"{file}: row {first['row']}: {first['rule']} ({len(out)} failing cells; nothing was "
+        f"written)", out)  # fmt: skip
+
+
+def _stored_effects(conn: sa.Connection, review: str) -> pd.DataFrame:
+    t = metadata.tables
+    s, r, e, rv = t["study"], t["result"], t["effect_size"], t["review"]
+    q = (sa.select(s.c.study_key, r.c.result_key, e.c.yi, e.c.vi, e.c.flipped, e.c.formula)
+         .select_from(e.join(r, r.c.id == e.c.result_id).join(s, s.c.id == r.c.study_id)
+                      .join(rv, rv.c.id == s.c.review_id))
+         .where(rv.c.name == review))  # fmt: skip
+    return pd.DataFrame(
+        conn.execute(q).all(), columns=["study", "result_key", "yi", "vi", "flipped", "formula"]
+    )
+
+
+def _compare(database, review: str, rows: pd.DataFrame, direction: str,
+             sign: str) -> MetapsyComparison:  # fmt: skip
+    """The stored effect sizes of the imported rows against the file's ``.g``/``.g_se``."""
+    engine = database if isinstance(database, sa.Engine) else get_engine(database)
+    try:
+        with engine.connect() as conn:
+            stored = _stored_effects(conn, review)
+    finally:
+        if engine is not database:
+            engine.dispose()
+    key = rows.assign(study=rows["study"].map(lambda v: str(v).strip()))
+    merged = key.merge(stored, on=["study", "result_key"], how="left", suffixes=("", "_db"))
+    yi, vi = merged["yi"].to_numpy(dtype=float), merged["vi"].to_numpy(dtype=float)
+    if direction == "file":
+        g = yi  # oriented as the file's .g by construction
+    else:
+        raw = np.where(merged["flipped"].fillna(False).astype(bool), -yi, yi)
+        metapsy = np.where(merged["formula_db"].fillna("").str.startswith("SMD:logOR"), -raw, raw)
+        g = -metapsy if sign == "reversed" else metapsy
+    fg, fse = _values(merged, ".g"), _values(merged, ".g_se")
+    se = np.sqrt(vi)
+    both = ~np.isnan(g) & ~np.isnan(fg)
+    dg, dse = np.abs(g - fg), np.abs(se - fse)
+    tol = TOLERANCE + 1e-9
+    agree = both & (dg <= tol) & ~(dse > tol)
+    bad = both & ~agree
+    cols = [c for c in ("file_row", "study", "instrument", "time") if c in merged.columns]
+    dis = merged.loc[bad, cols].copy()
+    dis["formula"] = merged.loc[bad, "formula_db"].to_numpy()
+    dis["g"], dis[".g"], dis["g_se"], dis[".g_se"] = g[bad], fg[bad], se[bad], fse[bad]
+    return MetapsyComparison(
+        n_rows=len(merged), n_compared=int(both.sum()), n_within=int(agree.sum()),
+        tolerance=TOLERANCE,
+        max_abs_diff_g=float(np.nanmax(dg[both])) if both.any() else float("nan"),
+        max_abs_diff_se=float(np.nanmax(dse[both])) if both.any() else float("nan"),
+        sign=sign if direction != "file" else "file", formulas="escalc (the store's)",
+        disagreeing=dis.reset_index(drop=True),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MetapsyExport:
+    """What :func:`export_metapsy` wrote."""
+
+    path: str
+    review: str
+    rows: int
+    left_out: int
+    sign: str
+
+    def __str__(self) -> str:
+        text = (f"wrote {self.rows} rows of review {self.review} to {self.path} (Metapsy "
+                f"standard; .g in the {self.sign} sign convention)")  # fmt: skip
+        if self.left_out:
+            text += f"; {self.left_out} results without a second arm have no Metapsy row"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(vars(self))
+
+
+def export_metapsy(
+    path: str | Path,
+    *,
+    database: str | sa.Engine | None = None,
+    review: str | None = None,
+    sign: str = "improvement",
+) -> MetapsyExport:
+    """Write a review's two-arm results in the Metapsy standard.
+
+    One row per result with two arms: study, arms, outcome, time, the stored statistics in
+    Metapsy's columns (means, change scores, events, ``precalc_g``), every moderator under its
+    Metapsy column name (from the import) or its own name, and ``.g``/``.g_se`` from the
+    stored effect size: ``sign="improvement"`` (default) writes the store's own orientation,
+    positive = improvement of arm 1 (what an import with ``direction="file"`` reads back);
+    ``"metapsy"`` writes Metapsy's convention (means: arm 1 minus arm 2; events: the negated
+    log odds ratio) and ``"reversed"`` its negation. ``precalc_g`` follows the same choice.
+    """
+    if sign not in EXPORT_SIGNS:
+        raise ValidationError(f"sign must be one of {', '.join(EXPORT_SIGNS)}, not {sign!r}")
+    engine = database if isinstance(database, sa.Engine) else get_engine(database)
+    try:
+        with engine.connect() as conn:
+            frame, name, left_out = _export_frame(conn, review, sign)
+    finally:
+        if engine is not database:
+            engine.dispose()
+    write_metapsy(frame, path)
+    return MetapsyExport(path=str(path), review=name, rows=len(frame), left_out=left_out,
+                         sign=sign)  # fmt: skip
+
+
+def _export_frame(conn: sa.Connection, review: str | None, sign: str):
+    t = metadata.tables
+    rv = t["review"]
+    reviews = conn.execute(sa.select(rv.c.id, rv.c.name)).all()
+    if review is None:
+        if len(reviews) != 1:
+            names = ", ".join(r.name for r in reviews) or "none"
+            raise NotFoundError(f"name the review to export (--review): the database holds "
+                                f"{len(reviews)} reviews ({names})")  # fmt: skip
+        rid, name = reviews[0]
+    else:
+        match = [r for r in reviews if r.name == review]
+        if not match:
+            raise NotFoundError(f"review {review!r} is not in the database")
+        rid, name = match[0]
+    s, a1, a2 = t["study"], t["arm"].alias("a1"), t["arm"].alias("a2")
+    o, tp, r, e = t["outcome"], t["timepoint"], t["result"], t["effect_size"]
+    q = (sa.select(r.c.id.label("result_id"), s.c.id.label("study_id"), s.c.study_key,
+                   s.c.citation, s.c.year, s.c.country, a1.c.label.label("condition_arm1"),
+                   a1.c.description.label("multi_arm1"), a2.c.label.label("condition_arm2"),
+                   a2.c.description.label("multi_arm2"), o.c.domain, o.c.construct,
+                   o.c.instrument, tp.c.label.label("time"), tp.c.weeks,
+                   *[r.c[c] for c in _RESULT_STATS], r.c.notes, e.c.yi, e.c.vi, e.c.flipped,
+                   e.c.formula)
+         .select_from(r.join(s, s.c.id == r.c.study_id).join(o, o.c.id == r.c.outcome_id)
+                      .outerjoin(tp, tp.c.id == r.c.timepoint_id)
+                      .outerjoin(a1, a1.c.id == r.c.arm1_id)
+                      .outerjoin(a2, a2.c.id == r.c.arm2_id)
+                      .outerjoin(e, e.c.result_id == r.c.id))
+         .where(s.c.review_id == rid).order_by(s.c.study_key, r.c.result_key))  # fmt: skip
+    res = conn.execute(q)
+    db = pd.DataFrame(res.all(), columns=list(res.keys()))
+    two_arm = db["condition_arm2"].notna() | db["m2i"].notna() | db["n2i"].notna()
+    left_out = int((~two_arm).sum())
+    db = db[two_arm].reset_index(drop=True)
+    out = pd.DataFrame({"study": db["study_key"]})
+    for col in ("condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2"):
+        out[col] = db[col]
+    formula = db["formula"].fillna("")
+    out["outcome_type"] = [
+        next((v for k, v in _FORMULA_TYPE.items() if f.startswith(k)), "msd") for f in formula
+    ]
+    out["outcome_category"], out["outcome_subcategory"] = db["domain"], db["construct"]
+    out["instrument"], out["time"], out["time_weeks"] = db["instrument"], db["time"], db["weeks"]
+    inverse = {dst: src for kind in ("means", "change") for src, dst in _STAT_MAP[kind].items()
+               if not dst.startswith("n")}  # fmt: skip
+    for dst, src in inverse.items():
+        out[src] = db[dst].astype(float)
+    is_change = out["outcome_type"] == "change"
+    is_dich = out["outcome_type"] == "dich"
+    is_means = ~is_change & ~is_dich & (out["outcome_type"] != "precalc")
+    for arm, n in (("arm1", "n1i"), ("arm2", "n2i")):
+        out[f"n_{arm}"] = db[n].astype(float).where(is_means)
+        out[f"n_change_{arm}"] = db[n].astype(float).where(is_change)
+        out[f"event_{arm}"] = db["event1i" if arm == "arm1" else "event2i"].astype(float)
+        out[f"totaln_{arm}"] = db[n].astype(float).where(is_dich)
+    for src, dst in _BASELINE.items():
+        out[src] = db[dst].astype(float)
+    flipped = db["flipped"].fillna(False).astype(bool).to_numpy()
+    events = formula.str.startswith("SMD:logOR").to_numpy()
+
+    def oriented(yi: np.ndarray, stored: bool) -> np.ndarray:
+        """*yi* (the store's orientation when *stored*, else raw) in the chosen convention."""
+        better = yi if stored else np.where(flipped, -yi, yi)
+        if sign == "improvement":
+            return better
+        raw = np.where(flipped, -better, better)
+        g = np.where(events, -raw, raw)
+        return -g if sign == "reversed" else g
+
+    out["precalc_g"] = oriented(db["yi_reported"].astype(float).to_numpy(), stored=False)
+    out["precalc_g_se"] = np.sqrt(db["vi_reported"].astype(float))
+    out[".g"] = oriented(db["yi"].astype(float).to_numpy(), stored=True)
+    out[".g_se"] = np.sqrt(db["vi"].astype(float))
+    out["year"], out["country"], out["full_ref"] = db["year"], db["country"], db["citation"]
+    _export_moderators(conn, rid, db, out)
+    out[".id"] = db["notes"]
+    return out, name, left_out
+
+
+def _decimal_comma(x: float) -> str:
+    text = repr(float(x))
+    return (text[:-2] if text.endswith(".0") else text).replace(".", ",")
+
+
+def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.DataFrame):
+    t = metadata.tables
+    m, v = t["moderator"], t["moderator_value"]
+    mods = conn.execute(sa.select(m.c.id, m.c.name, m.c.level, m.c.description)
+                        .where(m.c.review_id == rid).order_by(m.c.id)).all()  # fmt: skip
+    for mod in mods:
+        column = mod.name
+        if mod.description and mod.description.startswith("Metapsy column "):
+            column = mod.description.removeprefix("Metapsy column ")
+        if mod.level == "arm" or column in out.columns:
+            continue
+        values = conn.execute(
+            sa.select(v.c.study_id, v.c.result_id, v.c.value_text, v.c.value_num).where(
+                v.c.moderator_id == mod.id
+            )
+        ).all()
+        frame = pd.DataFrame(values, columns=["study_id", "result_id", "text", "num"])
+        number = frame["num"].map(lambda x: _decimal_comma(x) if x == x and x is not None
+                                  else None)  # fmt: skip
+        value = frame["text"].where(frame["text"].notna(), number)
+        if mod.level == "study":
+            lookup = dict(zip(frame["study_id"], value, strict=True))
+            out[column] = db["study_id"].map(lookup)
+        else:
+            lookup = dict(zip(frame["result_id"], value, strict=True))
+            out[column] = db["result_id"].map(lookup)
