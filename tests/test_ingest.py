@@ -282,7 +282,7 @@ def test_cli_ingest_by_review_name_then_codebook_apply(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'evidence.db'}"
     upgrade(url)
     runner = CliRunner()
-    result = runner.invoke(app, ["ingest", str(BCG_SEED), "--review", "bcg", "-d", url,
+    result = runner.invoke(app, ["ingest", str(BCG_SEED), "--review", "bcg", "--url", url,
                                  "--author", "curator", "-m", "BCG trials"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "revision 1 written" in result.output
@@ -290,7 +290,7 @@ def test_cli_ingest_by_review_name_then_codebook_apply(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(BCG_SEED), "-d", url, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["changed"] is False
-    result = runner.invoke(app, ["codebook", "apply", str(BCG_CODEBOOK), "-d", url])
+    result = runner.invoke(app, ["codebook", "apply", str(BCG_CODEBOOK), "--database", url])
     assert result.exit_code == 0 and "no changes" in result.output
     author = query(url, "SELECT author, message, command FROM revision WHERE id = 1")[0]
     assert author.author == "curator" and author.message == "BCG trials"

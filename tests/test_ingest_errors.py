@@ -282,7 +282,7 @@ def test_cli_prints_failure_table_and_exits_non_zero(tmp_path: Path) -> None:
     upgrade(url)
     before = file_hash(url)
     result = CliRunner().invoke(app, ["ingest", str(directory), "-c", str(PEER_CODEBOOK),
-                                      "-d", url])  # fmt: skip
+                                      "--url", url])  # fmt: skip
     assert result.exit_code == 2
     for text in ("results.csv", "sd2i", "-4.4", "must be > 0", "nothing was written"):
         assert text in result.output

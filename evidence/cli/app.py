@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from evidence.errors import EvidenceError
+
+__all__ = ["DatabaseUrl", "URL_HELP", "app", "console", "err_console", "fail", "run"]
+
+URL_HELP = "Database URL (default: EVIDENCE_DATABASE_URL, else sqlite:///evidence.db)."
+
+#: The one database-URL option of every command that opens the database:
+#: ``--url`` (with ``--database`` and ``-d`` as aliases). Use as ``url: DatabaseUrl = None``.
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--url", "--database", "-d", help=URL_HELP, show_default=False),
+]
 
 app = typer.Typer(
     name="evidence",

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from evidence.cli.app import console, fail
+from evidence.cli.app import DatabaseUrl, console, fail
 from evidence.db import migrate
 from evidence.errors import DatabaseError, EvidenceError
-
-URL_HELP = "Database URL (default: EVIDENCE_DATABASE_URL, else sqlite:///evidence.db)."
 
 db_app = typer.Typer(
     help="Create, migrate and inspect the database (Alembic migrations).",
@@ -16,16 +14,12 @@ db_app = typer.Typer(
 )
 
 
-def _url_option() -> typer.models.OptionInfo:
-    return typer.Option(None, "--url", help=URL_HELP, show_default=False)
-
-
 def _show(state: migrate.MigrationStatus) -> None:
     console.print(str(state), highlight=False, soft_wrap=True)
 
 
 @db_app.command("init")
-def init_command(url: str | None = _url_option()) -> None:
+def init_command(url: DatabaseUrl = None) -> None:
     """Create the database and migrate it to the newest revision."""
     try:
         state = migrate.init(url)
@@ -37,7 +31,7 @@ def init_command(url: str | None = _url_option()) -> None:
 @db_app.command("upgrade")
 def upgrade_command(
     revision: str = typer.Argument("head", help="Target migration revision."),
-    url: str | None = _url_option(),
+    url: DatabaseUrl = None,
 ) -> None:
     """Apply pending migrations (up to REVISION, default the newest)."""
     try:
@@ -48,7 +42,7 @@ def upgrade_command(
 
 
 @db_app.command("status")
-def status_command(url: str | None = _url_option()) -> None:
+def status_command(url: DatabaseUrl = None) -> None:
     """Show the database's migration revision against the newest one."""
     try:
         state = migrate.status(url)
@@ -66,7 +60,7 @@ def downgrade_command(
     drop_data: bool = typer.Option(
         False, "--drop-data", help="Allow dropping tables that hold rows (data are lost)."
     ),
-    url: str | None = _url_option(),
+    url: DatabaseUrl = None,
 ) -> None:
     """Undo migrations down to REVISION (refuses to drop tables holding data)."""
     try:

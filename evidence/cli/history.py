@@ -8,13 +8,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from evidence.cli.app import console, fail
+from evidence.cli.app import DatabaseUrl, console, fail
 from evidence.db.engine import get_engine
 from evidence.db.history import Change, list_changes, restore
 from evidence.db.migrate import ensure_migrated
 from evidence.errors import EvidenceError
-
-URL_HELP = "Database URL (default: EVIDENCE_DATABASE_URL, else sqlite:///evidence.db)."
 
 
 def _short(value: Any) -> str:
@@ -54,7 +52,7 @@ def history_command(
     revision: int | None = typer.Option(None, "--revision", help="Only this data revision."),
     limit: int = typer.Option(50, "--limit", help="Show the newest N changes (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines, one per change."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP, show_default=False),
+    url: DatabaseUrl = None,
 ) -> None:
     """List recorded changes: who changed what, when, why, with old and new values."""
     try:
@@ -110,7 +108,7 @@ def restore_command(
         None, "--author", help="Who restores (default: EVIDENCE_AUTHOR, else the OS user)."
     ),
     message: str | None = typer.Option(None, "--message", "-m", help="Why."),
-    url: str | None = typer.Option(None, "--url", help=URL_HELP, show_default=False),
+    url: DatabaseUrl = None,
 ) -> None:
     """Restore a deleted row, with every row deleted with it, from the history."""
     try:

@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evidence.cli.app import console, err_console, fail
+from evidence.cli.app import DatabaseUrl, console, err_console, fail
 from evidence.errors import EvidenceError, ValidationError
 
 __all__ = ["register", "failure_table", "report_table"]
@@ -121,11 +121,6 @@ _Review = Annotated[
         "--review", "-r", help="Review name: schemas/NAME.yaml, else its stored codebook."
     ),
 ]
-_Database = Annotated[
-    str | None,
-    typer.Option("--database", "-d", help="Database URL (default: EVIDENCE_DATABASE_URL, "
-                 "else ./evidence.db)."),
-]  # fmt: skip
 _DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate and count; write nothing.")]
 _Json = Annotated[bool, typer.Option("--json", help="Print the report or the failures as JSON.")]
 _Author = Annotated[
@@ -170,7 +165,7 @@ def register(app: typer.Typer) -> None:
         paths: _Paths,
         codebook: _Codebook = None,
         review: _Review = None,
-        database: _Database = None,
+        url: DatabaseUrl = None,
         dry_run: _DryRun = False,
         as_json: _Json = False,
         author: _Author = None,
@@ -185,7 +180,7 @@ def register(app: typer.Typer) -> None:
                     paths,
                     codebook=codebook,
                     review=review,
-                    database=database,
+                    database=url,
                     dry_run=dry_run,
                     author=author,
                     message=message,
@@ -228,7 +223,7 @@ def register(app: typer.Typer) -> None:
     def apply_command(
         ctx: typer.Context,
         path: _CodebookFile,
-        database: _Database = None,
+        url: DatabaseUrl = None,
         dry_run: _DryRun = False,
         as_json: _Json = False,
         author: _Author = None,
@@ -241,7 +236,7 @@ def register(app: typer.Typer) -> None:
             with _progress(err_console.is_terminal and not as_json) as progress:
                 report = apply_codebook(
                     path,
-                    database=database,
+                    database=url,
                     dry_run=dry_run,
                     author=author,
                     message=message,

@@ -10,16 +10,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from evidence.cli.app import console, fail
+from evidence.cli.app import DatabaseUrl, console, fail
 from evidence.db.engine import get_engine
 from evidence.db.migrate import ensure_migrated
 from evidence.errors import EvidenceError
 
 __all__ = ["register"]
 
-URL_HELP = "Database URL (default: EVIDENCE_DATABASE_URL, else sqlite:///evidence.db)."
 REVIEW_HELP = "Review name (default: the database's only review)."
-_URL = typer.Option(None, "--url", help=URL_HELP, show_default=False)
 _REVIEW = typer.Option(None, "--review", help=REVIEW_HELP, show_default=False)
 _JSON = typer.Option(False, "--json", help="Print JSON.")
 _NAMES = typer.Argument(None, help="Views (default: every stale one).")
@@ -72,7 +70,7 @@ def register(app: typer.Typer) -> None:
         author: str | None = typer.Option(None, "--author", help="Recorded with the view."),
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """Check a view against the codebook, store it, compute it and print its summary."""
         from evidence.views import create_view
@@ -116,7 +114,7 @@ def register(app: typer.Typer) -> None:
 
     @view.command("list")
     def list_command(
-        review: str | None = _REVIEW, as_json: bool = _JSON, url: str | None = _URL
+        review: str | None = _REVIEW, as_json: bool = _JSON, url: DatabaseUrl = None
     ) -> None:
         """List the views with their current estimate and whether it is fresh."""
         from evidence.views import list_views
@@ -160,7 +158,7 @@ def register(app: typer.Typer) -> None:
         ),
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """Print a view's metafor-style summary (refreshing it first when stale)."""
         from evidence.views import recompute_as_of, show_view
@@ -203,7 +201,7 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Re-check fresh views too."),
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """Recompute the views whose data changed; confirm the others."""
         from evidence.views import refresh_views
@@ -233,7 +231,7 @@ def register(app: typer.Typer) -> None:
     def drop_command(
         name: str = typer.Argument(..., help="View name."),
         review: str | None = _REVIEW,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """Delete a view and its stored results."""
         from evidence.views import drop_view
@@ -251,7 +249,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="View name."),
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """How a view's estimate, CI and k moved, revision by revision, and why."""
         from evidence.views import view_history
@@ -285,7 +283,7 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
     @view.command("plan")
-    def plan_command(review: str | None = _REVIEW, url: str | None = _URL) -> None:
+    def plan_command(review: str | None = _REVIEW, url: DatabaseUrl = None) -> None:
         """Create the views of the review's analysis plan (from its stored codebook)."""
         from evidence.views import create_plan_views
         from evidence.views.dataset import review_codebook, review_row
@@ -302,7 +300,7 @@ def register(app: typer.Typer) -> None:
 
     @view.command("results")
     def results_command(
-        review: str | None = _REVIEW, as_json: bool = _JSON, url: str | None = _URL
+        review: str | None = _REVIEW, as_json: bool = _JSON, url: DatabaseUrl = None
     ) -> None:
         """The review's results table: every view (and subgroup) with k, estimate, CI, PI."""
         from evidence.views import results_table
@@ -325,7 +323,7 @@ def register(app: typer.Typer) -> None:
         rev2: str = typer.Argument(..., help="Revision number or date."),
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """Records changed between two revisions and the change in every view's estimate."""
         from evidence.views import diff_revisions
