@@ -85,6 +85,30 @@ def test_plot_forest_svg_draws_every_effect_and_the_subgroup_diamonds(url, tmp_p
     assert "pi" in ids
 
 
+def test_view_forest_diamonds_are_the_views_stored_estimates(engine) -> None:
+    from evidence.report.figures import view_figure
+
+    for name in ("mental-source", "physical-region"):
+        stored = show_view(engine, name)
+        fig = view_figure(fit_view(engine, name), "forest")
+        found = {a.get_gid(): a for a in fig.axes[0].findobj() if a.get_gid()}
+        levels = stored.result["subgroup"]["levels"]
+        for level, entry in levels.items():  # CHE with CR2, per level, as the view stores it
+            xs = found[f"summary:{level}"].get_xy()[:4, 0]
+            np.testing.assert_allclose(
+                xs, [entry["ci_lb"], entry["estimate"], entry["ci_ub"], entry["estimate"]],
+                rtol=1e-10,
+            )  # fmt: skip
+        xs = found["summary:overall"].get_xy()[:4, 0]
+        h = stored.headline
+        np.testing.assert_allclose(xs, [h["ci_lb"], h["estimate"], h["ci_ub"], h["estimate"]])
+        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert [x for x in labels if x in levels] == sorted(levels)  # the table's order
+        assert labels[-1] == (
+            f"CHE model, robust (k = {stored.k_effects}, {stored.k_studies} studies)"
+        )
+
+
 @pytest.mark.parametrize(
     ("kind", "view"),
     [

@@ -233,3 +233,52 @@ def test_forest_and_funnel_of_a_three_level_model_group_effects_by_study():
     assert sum(1 for x in labels if x) == 17 + 1  # each study once, and the model row
     fig2 = funnel(fit3, yi=d["yi"], vi=d["vi"])
     assert len(one(fig2, "observed").get_offsets()) == 100
+
+
+# ---------------------------------------------------------------------------- forest details
+def test_forest_subgroup_diamonds_come_from_the_given_subgroup_models_in_their_order(fit):
+    # the analysis's own subgroup models (here metafor's rma on each subset of dat.bcg)
+    by = ["high" if x > 30 else "low" for x in BCG["ablat"]]
+    y, v = np.array(BCG["yi"]), np.array(BCG["vi"])
+    low = rma(y[np.array(by) == "low"], v[np.array(by) == "low"], method="DL")
+    fig = forest(fit, by=by, subgroups={"low": low, "high": None})
+    verts = one(fig, "summary:low").get_xy()[:4]
+    np.testing.assert_allclose(
+        verts[:, 0], [low.ci_lb[0], low.beta[0], low.ci_ub[0], low.beta[0]], rtol=1e-12
+    )
+    assert by_gid(fig, "summary:high") == []  # not estimable: no diamond, said in the label
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0] == "low" and "Subtotal (k = 8): not estimable" in labels
+    fig2 = forest(fit, by=by, subgroups={"high": (0.1, -0.2, 0.4), "low": low})
+    np.testing.assert_allclose(one(fig2, "summary:high").get_xy()[:4, 0], [-0.2, 0.1, 0.4, 0.1])
+
+
+def test_forest_estimate_column_is_monospace_with_aligned_decimals_and_no_minus_zero():
+    yi = [-0.4, 0.004, 1.25, 0.3]
+    vi = [0.04, 0.0001, 0.09, 0.02]
+    fig = forest(rma(yi, vi), summary_label="Pooled (k = 4)")
+    texts = [t for t in fig.axes[0].texts]
+    assert len(texts) == 5 and {t.get_fontfamily()[0] for t in texts} == {"monospace"}
+    strings = [t.get_text() for t in texts]
+    assert len({len(s) for s in strings}) == 1  # padded to one width: decimals line up
+    assert len({s.index(".") for s in strings}) == 1
+    assert "-0.00" not in "".join(strings) and " 0.00 [" in strings[1]  # 0.004 - 1.96 * 0.01
+    assert texts[-1].get_fontweight() == "bold"
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[-1] == "Pooled (k = 4)"
+
+
+def test_forest_shades_every_other_study_and_counts_studies_per_subgroup():
+    yi = [0.2, 0.5, 0.1, 0.4, 0.3, 0.6]
+    vi = [0.04, 0.05, 0.03, 0.06, 0.05, 0.02]
+    study = ["A", "A", "B", "C", "C", "C"]
+    fig = forest(rma(yi, vi), study=study)
+    bands = by_gid(fig, "study-band")
+    assert len(bands) == 1  # study B (one effect) is the second study
+    ys = one(fig, "effects").get_offsets()[:, 1]
+    extent = bands[0].get_path().get_extents(bands[0].get_transform() - fig.axes[0].transData)
+    assert extent.y0 == pytest.approx(ys[2] - 0.5) and extent.y1 == pytest.approx(ys[2] + 0.5)
+    fig2 = forest(rma(yi, vi), study=study, by=["x", "x", "x", "y", "y", "x"])
+    labels = [t.get_text() for t in fig2.axes[0].get_yticklabels()]
+    assert "Subtotal (k = 4, 3 studies)" in labels and "Subtotal (k = 2, 1 study)" in labels
+    assert labels.count("C") == 2  # a study in two subgroups is named in each block

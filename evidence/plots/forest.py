@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,34 @@ def diamond(
     return poly
 
 
+def _num(x: float, digits: int) -> str:
+    """x with *digits* decimals; a value that rounds to zero prints without a minus sign."""
+    out = f"{x:.{digits}f}"
+    return out[1:] if out.startswith("-") and float(out) == 0 else out
+
+
 def _fmt(est: float, lb: float, ub: float, digits: int) -> str:
-    return f"{est:.{digits}f} [{lb:.{digits}f}, {ub:.{digits}f}]"
+    return f"{_num(est, digits)} [{_num(lb, digits)}, {_num(ub, digits)}]"
+
+
+def _aligned(rows: list[tuple[float, float, float]], digits: int) -> list[str]:
+    """``est [lb, ub]`` per row, each part padded to a common width (for a monospace
+    column, so that decimal points line up as in metafor's forest plots)."""
+    parts = [(_num(e, digits), _num(lo, digits), _num(hi, digits)) for e, lo, hi in rows]
+    if not parts:
+        return []
+    w = [max(len(p[j]) for p in parts) for j in range(3)]
+    return [f"{e:>{w[0]}} [{lo:>{w[1]}}, {hi:>{w[2]}}]" for e, lo, hi in parts]
+
+
+def _bounds(fit: Any) -> tuple[float, float, float] | None:
+    """(estimate, ci_lb, ci_ub) of a fitted model or of a 3-sequence; None if not given."""
+    if fit is None:
+        return None
+    if hasattr(fit, "beta"):
+        return float(fit.beta[0]), float(fit.ci_lb[0]), float(fit.ci_ub[0])
+    est, lb, ub = (float(x) for x in fit)
+    return est, lb, ub
 
 
 def _summary(result: Any) -> tuple[float, float, float, float, float]:
@@ -78,6 +104,7 @@ def forest(
     slab: Sequence[Any] | None = None,
     study: Sequence[Any] | None = None,
     by: Sequence[Any] | None = None,
+    subgroups: Mapping[str, Any] | None = None,
     yi: Any = None,
     vi: Any = None,
     level: float | None = None,
@@ -86,6 +113,7 @@ def forest(
     refline: float | None = 0.0,
     xlabel: str = "Effect size",
     digits: int = 2,
+    summary_label: str | None = None,
     title: str | None = None,
 ) -> Figure:
     """Forest plot of a fitted intercept-only model.
@@ -100,11 +128,17 @@ def forest(
     slab
         Row labels, one per effect (default: ``Study 1`` ...).
     study
-        Study of each effect: effects are grouped by study (in order of first appearance)
-        and only the first effect of a study shows the study's name.
+        Study of each effect: effects are grouped by study (in order of first appearance),
+        only the first effect of a study shows the study's name, and every other study is
+        drawn on a light band so that a study's rows read as one block.
     by
         Subgroup of each effect: effects are drawn in blocks with a summary diamond per
-        subgroup (a model with the result's method fitted to the subgroup).
+        subgroup.
+    subgroups
+        The summary of each subgroup: level -> a fitted model (its first coefficient and CI)
+        or ``(estimate, ci_lb, ci_ub)``, or None when the subgroup could not be estimated;
+        blocks follow this order. Default: a model with the result's method fitted to each
+        subgroup (univariate; give the analysis's own subgroup models for multilevel fits).
     level
         Confidence level of the effects' intervals (default: the model's).
     show_pi
@@ -113,12 +147,16 @@ def forest(
         A function applied to every estimate and bound before drawing (e.g. ``np.exp``).
     refline
         Position of the vertical reference line (None: none), on the drawn scale.
+    summary_label
+        Label of the overall row (default ``RE Model (k = ...)`` as metafor).
 
     Returns
     -------
     matplotlib.figure.Figure
         Artists carry ids for inspection: ``effects`` (the squares), ``ci`` (their
-        intervals), ``summary:overall`` and ``summary:<subgroup>`` (diamonds), ``pi``.
+        intervals), ``summary:overall`` and ``summary:<subgroup>`` (diamonds), ``pi``,
+        ``study-band`` (the bands behind every other study). The right-hand column
+        ``estimate [ci.lb, ci.ub]`` is set in a monospace font with aligned decimals.
     """
     y_all, v_all = model_data(result, yi, vi)
     k = y_all.size
@@ -136,26 +174,31 @@ def forest(
     if by is None:
         groups = [(None, np.arange(k))]
     else:
-        b = np.asarray(by, dtype=object)
+        b = np.asarray([str(x) for x in by], dtype=object)
         if b.size != k:
             raise ModelError(f"Argument 'by' has {b.size} values but the model has {k} effects.")
         seen = list(dict.fromkeys(b.tolist()))
-        groups = [(str(g), np.flatnonzero(b == g)) for g in seen]
+        if subgroups is not None:
+            order = [str(g) for g in subgroups if str(g) in seen]
+            seen = order + [g for g in seen if g not in order]
+        groups = [(g, np.flatnonzero(b == g)) for g in seen]
+    first = np.ones(k, bool)
+    st = None
     if study is not None:
         st = np.asarray(study, dtype=object)
         if st.size != k:
             raise ModelError(f"Argument 'study' has {st.size} values but the model has {k}.")
-        order = {s: i for i, s in enumerate(dict.fromkeys(st.tolist()))}
+        order_st = {s: i for i, s in enumerate(dict.fromkeys(st.tolist()))}
         groups = [
-            (g, idx[np.argsort([order[s] for s in st[idx]], kind="stable")]) for g, idx in groups
+            (g, idx[np.argsort([order_st[s] for s in st[idx]], kind="stable")]) for g, idx in groups
         ]
-        first = np.zeros(k, bool)
-        seen_st: set = set()
+        first[:] = False
         for _, idx in groups:
+            seen_in_block: set = set()
             for i in idx:
-                if st[i] not in seen_st:
+                if st[i] not in seen_in_block:
                     first[i] = True
-                    seen_st.add(st[i])
+                    seen_in_block.add(st[i])
         if slab is None:
             lab = np.array([str(st[i]) if first[i] else "" for i in range(k)], dtype=object)
 
@@ -167,8 +210,10 @@ def forest(
     row = n_rows
     xs, ys, ss, los, his = [], [], [], [], []
     right = blended_transform_factory(ax.transAxes, ax.transData)
-    sub_fits = []
     head_rows: set[float] = set()
+    text_rows: list[tuple[float, tuple[float, float, float], bool]] = []
+    band_rows: list[float] = []
+    n_study = 0
     for name, idx in groups:
         if name is not None:
             ypos.append(row)
@@ -176,6 +221,10 @@ def forest(
             head_rows.add(row)
             row -= 1
         for i in idx:
+            if st is not None and first[i]:
+                n_study += 1
+            if st is not None and n_study % 2 == 0:
+                band_rows.append(row)
             lo, hi = y_all[i] - crit * np.sqrt(v_all[i]), y_all[i] + crit * np.sqrt(v_all[i])
             xs.append(tf(y_all[i]))
             ys.append(row)
@@ -184,45 +233,31 @@ def forest(
             his.append(tf(hi))
             ypos.append(row)
             labels.append(lab[i])
-            ax.text(
-                1.02,
-                row,
-                _fmt(tf(y_all[i]), tf(lo), tf(hi), digits),
-                transform=right,
-                va="center",
-                ha="left",
-                fontsize=8,
-                color=INK,
-            )
+            text_rows.append((row, (tf(y_all[i]), tf(lo), tf(hi)), False))
             row -= 1
         if name is not None:
-            sub = _subgroup_fit(result, y_all[idx], v_all[idx])
-            sub_fits.append(sub)
-            d = diamond(
-                ax,
-                tf(float(sub.beta[0])),
-                tf(float(sub.ci_lb[0])),
-                tf(float(sub.ci_ub[0])),
-                row,
-                gid=f"summary:{name}",
-                color=MUTED,
-            )
-            d.set_label(name)
+            if subgroups is not None:
+                sub = _bounds(subgroups.get(name))
+            else:
+                fit = _subgroup_fit(result, y_all[idx], v_all[idx])
+                sub = _bounds(fit)
             ypos.append(row)
-            labels.append(f"Subtotal (k = {idx.size})")
-            ax.text(
-                1.02,
-                row,
-                _fmt(
-                    tf(float(sub.beta[0])), tf(float(sub.ci_lb[0])), tf(float(sub.ci_ub[0])), digits
-                ),
-                transform=right,
-                va="center",
-                ha="left",
-                fontsize=8,
-                color=INK,
-            )
+            count = f"k = {idx.size}"
+            if st is not None:
+                n_st = len(set(st[idx].tolist()))
+                count += f", {n_st} {'study' if n_st == 1 else 'studies'}"
+            if sub is None or not all(np.isfinite(sub)):
+                labels.append(f"Subtotal ({count}): not estimable")
+            else:
+                d = diamond(ax, tf(sub[0]), tf(sub[1]), tf(sub[2]), row,
+                            gid=f"summary:{name}", color=MUTED)  # fmt: skip
+                d.set_label(name)
+                labels.append(f"Subtotal ({count})")
+                text_rows.append((row, (tf(sub[0]), tf(sub[1]), tf(sub[2])), False))
             row -= 1
+    for y in band_rows:
+        band = ax.axhspan(y - 0.5, y + 0.5, color="#eef2f6", zorder=0, linewidth=0)
+        band.set_gid("study-band")
     pts = ax.scatter(xs, ys, s=ss, marker="s", color=INK, zorder=3)
     pts.set_gid("effects")
     ci = ax.hlines(ys, los, his, color=INK, linewidth=1)
@@ -245,18 +280,13 @@ def forest(
         if _tau2(result) > 0 or getattr(result, "method", "") not in ("EE", "FE", "CE")
         else "EE Model"
     )
-    labels.append(f"{model_name} (k = {k})")
-    ax.text(
-        1.02,
-        row,
-        _fmt(tf(est), tf(lb), tf(ub), digits),
-        transform=right,
-        va="center",
-        ha="left",
-        fontsize=8,
-        color=INK,
-        fontweight="bold",
-    )
+    labels.append(summary_label or f"{model_name} (k = {k})")
+    text_rows.append((row, (tf(est), tf(lb), tf(ub)), True))
+    for (y, _, bold), txt in zip(
+        text_rows, _aligned([t[1] for t in text_rows], digits), strict=True
+    ):
+        ax.text(1.02, y, txt, transform=right, va="center", ha="left", fontsize=8, color=INK,
+                family="monospace", fontweight="bold" if bold else "normal")  # fmt: skip
     if refline is not None:
         ax.axvline(refline, color=MUTED, linewidth=0.8, linestyle=":", zorder=1)
     ax.set_yticks(ypos, labels, fontsize=8)

@@ -10,13 +10,46 @@ from evidence.errors import EvidenceError
 from evidence.views.diagnostics import univariate_fit
 from evidence.views.fit import ViewFit
 
-__all__ = ["FIGURES", "view_figure", "inline_svg"]
+__all__ = ["FIGURES", "view_figure", "inline_svg", "subgroup_estimates"]
 
 FIGURES = ("forest", "funnel", "cumulative", "bubble")
 
 
+_MODELS = {"rma": "RE Model", "three-level": "Three-level model", "che": "CHE model, robust"}
+
+
 def _title(vf: ViewFit, kind: str) -> str:
     return f"{vf.spec.name}: {kind}"
+
+
+def _summary_label(vf: ViewFit) -> str:
+    """The overall row of a view's forest plot: its model, k effects and studies."""
+    name = _MODELS.get(vf.spec.model, vf.spec.model)
+    if vf.spec.model == "rma" and vf.spec.options.get("method") in ("EE", "FE", "CE"):
+        name = "EE Model"
+    return f"{name} (k = {vf.k_effects}, {vf.k_studies} studies)"
+
+
+def subgroup_estimates(vf: ViewFit) -> dict[str, tuple[float, float, float] | None]:
+    """The view's own estimate and CI of each subgroup level (None: not estimable).
+
+    Notes
+    -----
+    The view is computed again on its selected rows (:func:`evidence.views.compute.compute`,
+    the function that stores its results), so the diamonds of the forest plot are the
+    numbers of the view's estimate table (CHE with robust variance, three-level or
+    univariate, per level), not a univariate refit.
+    """
+    from evidence.views.compute import compute
+    from evidence.views.selection import parse_selection
+
+    done = compute(vf.spec, parse_selection("", {}), vf.data, {})
+    levels = (done.result.get("subgroup") or {}).get("levels", {})
+    out: dict[str, tuple[float, float, float] | None] = {}
+    for level, entry in levels.items():
+        vals = (entry.get("estimate"), entry.get("ci_lb"), entry.get("ci_ub"))
+        out[str(level)] = None if any(v is None for v in vals) else vals
+    return out
 
 
 def view_figure(vf: ViewFit, kind: str) -> Any:
@@ -40,16 +73,19 @@ def view_figure(vf: ViewFit, kind: str) -> Any:
         raise EvidenceError(f"view {vf.spec.name!r} cannot be fitted: {vf.error}")
     measure = vf.spec.measure or "Effect size"
     if kind == "forest":
-        by = None
+        by = subs = None
         if vf.spec.subgroup:
             by = vf.data[vf.spec.subgroup].astype(str).to_numpy(dtype=object)
+            subs = subgroup_estimates(vf)
         return plots.forest(
             vf.result,
             study=vf.study,
             by=by,
+            subgroups=subs,
             yi=vf.yi,
             vi=vf.vi,
             xlabel=measure,
+            summary_label=_summary_label(vf),
             title=_title(vf, "forest plot"),
         )
     if kind == "funnel":
