@@ -13,7 +13,9 @@ triggers installed by the migrations log each changed row against it (see
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -228,7 +230,20 @@ def write_transaction(
         _run_commit_hooks(engine, revision_id)
 
 
+#: Modules that register commit hooks when imported. They are imported at the first commit,
+#: by name, so that a write through any entry point (the CLI, ``evidence.ingest`` from Python)
+#: keeps the living views fresh while this layer never imports the layers above it.
+HOOK_PROVIDERS = ("evidence.views.refresh",)
+
+
+def _load_hook_providers() -> None:
+    for name in HOOK_PROVIDERS:
+        if name not in sys.modules:
+            importlib.import_module(name)
+
+
 def _run_commit_hooks(engine: Engine, revision_id: int) -> None:
+    _load_hook_providers()
     for hook in tuple(_COMMIT_HOOKS):
         try:
             hook(engine, revision_id)
