@@ -8,17 +8,12 @@ from typing import Annotated
 
 import typer
 
-from evidence.cli.app import console
+from evidence.cli.app import DatabaseUrl, console
 from evidence.cli.ingest import _command, _fail, report_table
 from evidence.errors import EvidenceError
 
 __all__ = ["register"]
 
-_Url = Annotated[
-    str | None,
-    typer.Option("--url", "--database", "-d", help="Database URL (default: "
-                 "EVIDENCE_DATABASE_URL, else ./evidence.db).", show_default=False),
-]  # fmt: skip
 _Review = Annotated[
     str | None,
     typer.Option("--review", "-r", help="Review name (default: metapsy_ + the file's database "
@@ -46,7 +41,7 @@ def register(app: typer.Typer) -> None:
             "--sign", help="Sign convention of the file's .g for the comparison: auto, "
             "metapsy or reversed.")] = "auto",
         review: _Review = None,
-        url: _Url = None,
+        url: DatabaseUrl = None,
         skip_invalid: Annotated[bool, typer.Option(
             "--skip-invalid", help="Leave invalid rows out (listed) instead of refusing the "
             "file.")] = False,
@@ -92,7 +87,7 @@ def register(app: typer.Typer) -> None:
     def export_command(
         output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
         review: _Review = None,
-        url: _Url = None,
+        url: DatabaseUrl = None,
         sign: Annotated[str, typer.Option(
             "--sign", help="Orientation of .g and precalc_g: improvement (positive = "
             "improvement, the store's), metapsy (means: arm 1 minus arm 2) or reversed.")]
