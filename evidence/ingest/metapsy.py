@@ -288,6 +288,12 @@ def unmojibake(text: str) -> str | None:
     return None
 
 
+def _clip(value: Any, width: int = 60) -> str:
+    """*value* as text, shortened to *width* characters for a one-line message."""
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _text_failures(raw: pd.DataFrame, file: str, repair: bool) -> tuple[list[dict], list[dict]]:
     """Mojibake cells of the text columns: failures, or (with *repair*) the repairs made."""
     failures: list[dict] = []
@@ -309,7 +315,7 @@ def _text_failures(raw: pd.DataFrame, file: str, repair: bool) -> tuple[list[dic
                 failures.append(_failure(
                     file, i + 2, col, value,
                     f"text encoded once too often (UTF-8 read as Windows-1252): reads "
-                    f"{fixed!r} when decoded; repair_text decodes it"))  # fmt: skip
+                    f"{_clip(fixed)!r} when decoded; repair_text decodes it"))  # fmt: skip
     return failures, repairs
 
 
@@ -363,7 +369,7 @@ def read_metapsy(
     bad_rows = sorted({f["row"] for f in failures})
     if failures and not skip_invalid:
         f = failures[0]
-        shown = f" = {f['value']}" if f["value"] is not None else ""
+        shown = f" = {_clip(f['value'])}" if f["value"] is not None else ""
         raise ValidationError(
             f"{file}: row {f['row']}: {f['column']}{shown} breaks the rule '{f['rule']}' "
             f"({len(failures)} failing cells in {len(bad_rows)} rows; nothing was read; "
