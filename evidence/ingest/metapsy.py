@@ -312,10 +312,13 @@ def _text_failures(raw: pd.DataFrame, file: str, repair: bool) -> tuple[list[dic
                 raw.iat[i, raw.columns.get_loc(col)] = fixed
                 repairs.append({"row": i + 2, "column": col, "value": value, "repaired": fixed})
             else:
+                start = max(_MOJIBAKE_MARKS.search(value).start() - 15, 0)  # type: ignore[union-attr]
+                bad = value[start : start + 40]
+                good = unmojibake(bad) or fixed[start : start + 40]
                 failures.append(_failure(
                     file, i + 2, col, value,
-                    f"text encoded once too often (UTF-8 read as Windows-1252): reads "
-                    f"{_clip(fixed)!r} when decoded; repair_text decodes it"))  # fmt: skip
+                    f"text encoded once too often (UTF-8 read as Windows-1252): "
+                    f"{bad!r} reads {good!r} when decoded; repair_text decodes it"))  # fmt: skip
     return failures, repairs
 
 
