@@ -109,6 +109,41 @@ def test_view_forest_diamonds_are_the_views_stored_estimates(engine) -> None:
         )
 
 
+def test_view_cumulative_plot_adds_one_study_at_a_time_by_year(engine) -> None:
+    from evidence.report.figures import view_figure
+    from evidence.stats import rma
+
+    vf = fit_view(engine, "physical-overall")
+    fig = view_figure(vf, "cumulative")
+    ax = fig.axes[0]
+    pts = [a for a in ax.findobj() if a.get_gid() == "cumulative"][0].get_offsets()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(pts) == len(labels) == vf.k_studies == 47
+    years = [int(x.rsplit("(", 1)[1].rstrip(")")) for x in labels]
+    assert years == sorted(years) and labels[1].startswith("+ ")
+    order = [x.lstrip("+ ").rsplit(" (", 1)[0] for x in labels]
+    assert len(set(order)) == 47
+    ticks = dict(zip(labels, [t.get_position()[1] for t in ax.get_yticklabels()], strict=True))
+    x_of = {round(y, 6): x for x, y in pts}
+    for j in (0, 9, 46):  # the model of every effect of the first j + 1 studies
+        keep = vf.data["study"].astype(str).isin(order[: j + 1]).to_numpy()
+        ref = rma(vf.yi[keep], vf.vi[keep], method="REML")
+        assert x_of[round(ticks[labels[j]], 6)] == pytest.approx(float(ref.beta[0]), rel=1e-10)
+    assert "univariate random-effects model" in ax.get_title(loc="left")
+
+
+def test_view_bubble_plot_draws_the_views_own_meta_regression(engine) -> None:
+    from evidence.report.figures import view_figure
+
+    stored = show_view(engine, "mental-dosage").result["moderators"]["coefficients"]
+    b0, b1 = (c["estimate"] for c in stored)  # CHE with CR2, as the view stores it
+    fig = view_figure(fit_view(engine, "mental-dosage"), "bubble")
+    line = [a for a in fig.axes[0].findobj() if a.get_gid() == "fit"][0]
+    x, y = line.get_xdata(), line.get_ydata()
+    np.testing.assert_allclose(y, b0 + b1 * x, rtol=1e-10)
+    assert "CHE model, robust" in fig.axes[0].get_title(loc="left")
+
+
 @pytest.mark.parametrize(
     ("kind", "view"),
     [

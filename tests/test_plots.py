@@ -129,6 +129,30 @@ def test_funnel_shades_one_contour_per_level_and_the_outside(fit):
     assert "p < 0.01" in legend and "p > 0.1" in legend
 
 
+def test_funnel_marks_the_observed_and_the_filled_estimate_as_metafor_computes_them():
+    # dat.hackshaw1998, trimfill(rma(yi, vi)): 7 filled on the left (bias.json)
+    case = next(
+        c
+        for c in GOLDEN["cases"]
+        if c["fit"] == "hackshaw1998_REML"
+        and c["kind"] == "trimfill"
+        and c["args"] == {"estimator": "L0", "side": "auto"}
+    )
+    f = rma(HACK["yi"], HACK["vi"])
+    fig = funnel(f, trimfill=trimfill(f))
+    filled = one(fig, "refline").get_xdata()[0]
+    observed = one(fig, "refline:observed").get_xdata()[0]
+    assert filled == pytest.approx(case["result"]["beta"], rel=1e-8)
+    assert observed == pytest.approx(float(f.beta[0]), rel=1e-12) and observed > filled
+    legend = fig.axes[0].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert {"95% pseudo-CI", "estimate with filled effects", "estimate (observed effects)",
+            "observed", "filled (trim and fill)", "p > 0.1"} <= set(texts)  # fmt: skip
+    white = legend.legend_handles[texts.index("p > 0.1")]
+    assert white.get_edgecolor()[3] == 1 and white.get_linewidth() > 0  # a visible swatch
+    assert by_gid(funnel(f), "refline:observed") == []
+
+
 def test_funnel_rejects_bad_contour_levels(fit):
     with pytest.raises(ModelError, match="contours"):
         funnel(fit, contours=(95, 120))
@@ -163,6 +187,30 @@ def test_bubble_draws_points_by_weight_and_the_regression_line():
         bubble(rma(BCG["yi"], BCG["vi"]), 1)
     with pytest.raises(ModelError, match="'nope'"):
         bubble(fm, "nope")
+
+
+def test_bubble_of_a_three_level_meta_regression_draws_metafors_line():
+    # rma.mv(yi, vi, mods = ~ sqrt(vi), random = ~ 1 | study/esid, data = dat.assink2016)
+    from evidence.stats import rma_mv
+    from evidence.stats.robust import robust
+
+    d, g = GOLDEN["threelevel"]["data"], GOLDEN["threelevel"]["z"]
+    sei = np.sqrt(d["vi"])
+    fit3 = rma_mv(d["yi"], d["vi"], mods=sei, random=[d["study"], d["esid"]])
+    fig = bubble(fit3, 1, xlabel="sqrt(vi)")
+    pts = one(fig, "points")
+    np.testing.assert_allclose(pts.get_offsets()[:, 0], sei)
+    np.testing.assert_allclose(pts.get_offsets()[:, 1], d["yi"])
+    assert np.argmax(pts.get_sizes()) == np.argmin(d["vi"])
+    x, y = one(fig, "fit").get_xdata(), one(fig, "fit").get_ydata()
+    assert x[0] == pytest.approx(sei.min()) and x[-1] == pytest.approx(sei.max())
+    np.testing.assert_allclose(y[[0, -1]], g["beta"][0] + g["beta"][1] * x[[0, -1]], rtol=1e-6)
+    band = one(fig, "ci").get_paths()[0].vertices
+    pr = fit3.predict(newmods=x[[0]])
+    assert band[:, 1].min() <= pr.ci_lb[0] + 1e-12 and band[:, 1].max() >= pr.ci_ub[0] - 1e-12
+    rob = robust(fit3, d["study"], clubSandwich=True)  # the robust CI is the one drawn then
+    lo = one(bubble(rob, "X1"), "ci").get_paths()[0].vertices[:, 1].min()
+    assert lo == pytest.approx(float(np.min(rob.predict(newmods=x).ci_lb)), rel=1e-9)
 
 
 # ---------------------------------------------------------------------------- living

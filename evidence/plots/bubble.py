@@ -28,21 +28,23 @@ def bubble(
     Parameters
     ----------
     result
-        An :class:`~evidence.stats.RMAResult` with moderators.
+        A meta-regression: an :class:`~evidence.stats.RMAResult` with moderators, or a
+        multilevel one (:class:`~evidence.stats.rma_mv.RmaMvResult`, robust or not).
     mod
         The moderator: its coefficient name (``"ablat"``) or its column index in ``X``.
 
     Notes
     -----
-    Point areas are proportional to the model's weights. The line is the fitted value
-    ``x'b`` along the moderator with the other moderators at their (unweighted) means, the
-    band its confidence interval from :func:`evidence.stats.predict` (as metafor's
-    ``regplot``). Artists carry ids ``points``, ``fit``, ``ci``.
+    Point areas are proportional to the model's weights (for a multilevel model to
+    ``1 / (v_i + sum sigma^2)``, the inverse of each effect's marginal variance). The line is
+    the fitted value ``x'b`` along the moderator with the other moderators at their
+    (unweighted) means, the band its confidence interval from the model's ``predict``
+    (robust, with its t quantiles, for a robust fit), as metafor's ``regplot``. Artists
+    carry ids ``points``, ``fit``, ``ci``.
     """
-    from evidence.stats import predict
-
     names = list(getattr(result, "names", ()))
-    if getattr(result, "p", 1) < 2 or not hasattr(result, "X"):
+    X, yi, w, predict_rows = _regression(result)
+    if getattr(result, "p", 1) < 2 or X is None:
         raise ModelError("A bubble plot needs a meta-regression (a model with moderators).")
     if isinstance(mod, str):
         if mod not in names:
@@ -54,30 +56,21 @@ def bubble(
             raise ModelError(f"Argument 'mod' must be a column index below {len(names)}.")
     if names[j] == "intrcpt":
         raise ModelError("Argument 'mod' must name a moderator, not the intercept.")
-    X = np.asarray(result.X, dtype=float)
-    yi = np.asarray(result.yi, dtype=float)
     x = X[:, j]
-    w = np.asarray(result.weights, dtype=float)
     fig, ax = axes_for(ax, (6.5, 4.5))
-    sizes = 15 + 400 * w / np.max(w)
+    sizes = 10 + 190 * w / np.max(w)
     pts = ax.scatter(
-        x, yi, s=sizes, facecolor="#cbd5e1", edgecolor=INK, linewidth=0.6, alpha=0.9, zorder=3
+        x, yi, s=sizes, facecolor="#cbd5e1", edgecolor=INK, linewidth=0.6, alpha=0.8, zorder=3
     )
     pts.set_gid("points")
     grid = np.linspace(float(np.min(x)), float(np.max(x)), n_grid)
     rows = np.tile(X.mean(axis=0), (n_grid, 1))
     rows[:, j] = grid
-    keep = (
-        [c for c, n in enumerate(names) if n != "intrcpt"]
-        if result.int_incl
-        else list(range(len(names)))
-    )
-    pr = predict(result, newmods=rows[:, keep])
-    (line,) = ax.plot(grid, pr.pred, color=ACCENT, linewidth=1.5, zorder=4)
+    keep = [c for c, n in enumerate(names) if n != "intrcpt"]
+    pred, ci_lb, ci_ub = predict_rows(rows[:, keep])
+    (line,) = ax.plot(grid, pred, color=ACCENT, linewidth=1.5, zorder=4)
     line.set_gid("fit")
-    band = ax.fill_between(
-        grid, pr.ci_lb, pr.ci_ub, color=ACCENT, alpha=0.15, linewidth=0, zorder=2
-    )
+    band = ax.fill_between(grid, ci_lb, ci_ub, color=ACCENT, alpha=0.15, linewidth=0, zorder=2)
     band.set_gid("ci")
     ax.axhline(0, color=MUTED, linewidth=0.8, linestyle=":", zorder=1)
     ax.set_xlabel(xlabel or names[j])
@@ -85,6 +78,32 @@ def bubble(
     if title:
         ax.set_title(title, loc="left", fontsize=10)
     return fig
+
+
+def _regression(result: Any):
+    """``X, yi, weights`` of a meta-regression and a function giving ``pred, ci_lb, ci_ub``
+    for rows of moderator values (without the intercept column)."""
+    from evidence.stats import predict
+
+    if hasattr(result, "X") and hasattr(result, "weights"):
+        X = np.asarray(result.X, dtype=float)
+
+        def rows_univariate(nm: np.ndarray):
+            pr = predict(result, newmods=nm)
+            return pr.pred, pr.ci_lb, pr.ci_ub
+
+        return X, np.asarray(result.yi, float), np.asarray(result.weights, float), rows_univariate
+    model = getattr(result, "_model", None)
+    if model is None or getattr(model, "X", None) is None:
+        return None, None, None, None
+    vi = np.asarray(model.vi, dtype=float)
+    w = 1.0 / (vi + float(np.sum(result.sigma2)))
+
+    def rows_multilevel(nm: np.ndarray):
+        pr = result.predict(newmods=nm)
+        return pr.pred, pr.ci_lb, pr.ci_ub
+
+    return np.asarray(model.X, dtype=float), np.asarray(model.yi, float), w, rows_multilevel
 
 
 def living(

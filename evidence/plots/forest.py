@@ -48,10 +48,6 @@ def _num(x: float, digits: int) -> str:
     return out[1:] if out.startswith("-") and float(out) == 0 else out
 
 
-def _fmt(est: float, lb: float, ub: float, digits: int) -> str:
-    return f"{_num(est, digits)} [{_num(lb, digits)}, {_num(ub, digits)}]"
-
-
 def _aligned(rows: list[tuple[float, float, float]], digits: int) -> list[str]:
     """``est [lb, ub]`` per row, each part padded to a common width (for a monospace
     column, so that decimal points line up as in metafor's forest plots)."""
@@ -359,18 +355,12 @@ def cumulative(
     ci = ax.hlines(ys, tf(lb), tf(ub), color=INK, linewidth=1)
     ci.set_gid("ci")
     right = blended_transform_factory(ax.transAxes, ax.transData)
-    for y, e, lo, hi in zip(ys, est, lb, ub, strict=True):
-        if np.isfinite(e):
-            ax.text(
-                1.02,
-                y,
-                _fmt(tf(e), tf(lo), tf(hi), digits),
-                transform=right,
-                va="center",
-                ha="left",
-                fontsize=8,
-                color=INK,
-            )
+    ok = np.isfinite(est) & np.isfinite(lb) & np.isfinite(ub)
+    rows = zip(est[ok], lb[ok], ub[ok], strict=True)
+    texts = _aligned([(tf(e), tf(lo), tf(hi)) for e, lo, hi in rows], digits)
+    for y, txt in zip(ys[ok], texts, strict=True):
+        ax.text(1.02, y, txt, transform=right, va="center", ha="left", fontsize=8, color=INK,
+                family="monospace")  # fmt: skip
     labels = [f"+ {s}" if i else str(s) for i, s in enumerate(cumul_result.slab)]
     ax.set_yticks(ys, labels, fontsize=8)
     if refline is not None:

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Polygon, Rectangle
 from scipy import stats as sps
 
 from evidence.errors import ModelError
@@ -15,6 +17,7 @@ from evidence.plots._common import ACCENT, INK, axes_for, model_data
 __all__ = ["funnel"]
 
 _SHADES = ("#ffffff", "#e5e7eb", "#c7ccd3", "#a3aab5")
+_EDGE = "#9aa5b1"
 
 
 def funnel(
@@ -60,6 +63,7 @@ def funnel(
         center = 0.0
     else:
         center = float(result.beta[0])
+    observed_center = center
     y_fill = np.empty(0)
     v_fill = np.empty(0)
     if trimfill is not None:
@@ -104,10 +108,21 @@ def funnel(
         linewidth=0.8,
         linestyle="--",
         zorder=2,
+        label=f"{level:g}% pseudo-CI",
     )
     fl.set_gid("funnel")
-    ref = ax.axvline(center, color=ACCENT, linewidth=1, zorder=2)
+    ref = ax.axvline(
+        center,
+        color=ACCENT,
+        linewidth=1,
+        zorder=2,
+        label="estimate with filled effects" if trimfill is not None else "estimate",
+    )
     ref.set_gid("refline")
+    if trimfill is not None and trimfill.k0 > 0:
+        obs_ref = ax.axvline(observed_center, color=INK, linewidth=1, linestyle=":", zorder=2,
+                             label="estimate (observed effects)")  # fmt: skip
+        obs_ref.set_gid("refline:observed")
     obs = ax.scatter(y_obs, se_obs, s=30, color=INK, edgecolor=INK, zorder=3, label="observed")
     obs.set_gid("observed")
     if trimfill is not None:
@@ -125,8 +140,16 @@ def funnel(
     ax.set_ylim(se_max, 0.0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Standard error")
-    if levels:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    handles, texts = ax.get_legend_handles_labels()
+    # the shaded bands as swatches with an edge, so that the white one shows in the legend
+    handles = [
+        Patch(facecolor=h.get_facecolor()[0] if isinstance(h, PolyCollection)
+              else h.get_facecolor(), edgecolor=_EDGE, linewidth=0.6)
+        if isinstance(h, PolyCollection | Polygon | Rectangle) else h
+        for h in handles
+    ]  # fmt: skip
+    ax.legend(handles, texts, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+              frameon=False)  # fmt: skip
     if title:
         ax.set_title(title, loc="left", fontsize=10)
     return fig

@@ -10,7 +10,7 @@ from evidence.errors import EvidenceError
 from evidence.views.diagnostics import univariate_fit
 from evidence.views.fit import ViewFit
 
-__all__ = ["FIGURES", "view_figure", "inline_svg", "subgroup_estimates"]
+__all__ = ["FIGURES", "view_figure", "inline_svg", "subgroup_estimates", "cumulative_by_study"]
 
 FIGURES = ("forest", "funnel", "cumulative", "bubble")
 
@@ -52,6 +52,44 @@ def subgroup_estimates(vf: ViewFit) -> dict[str, tuple[float, float, float] | No
     return out
 
 
+def cumulative_by_study(vf: ViewFit, fit: Any) -> Any:
+    """Cumulative meta-analysis of *fit* (the view's effects) adding one study at a time.
+
+    Studies are ordered by year (then by their first row); all effects of a study enter
+    together, so row j is :func:`evidence.stats.cumul`'s row after the last effect of the
+    j-th study, labelled ``study (year)``.
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    from evidence.stats import cumul
+
+    study = np.asarray(vf.study, dtype=object)
+    year = vf.data["year"].to_numpy(dtype=float)
+    first = {s: i for i, s in reversed(list(enumerate(study.tolist())))}
+    syear = {s: np.nanmin(np.where(study == s, year, np.nan)) if np.any(
+        np.isfinite(year[study == s])) else np.inf for s in first}  # fmt: skip
+    perm = sorted(range(study.size), key=lambda i: (syear[study[i]], first[study[i]], i))
+    rank = np.empty(study.size, dtype=float)
+    rank[perm] = np.arange(study.size)
+    cum = cumul(fit, order=rank)
+    ordered = study[np.asarray(cum.index)]
+    last = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])
+    labels = []
+    for j in last:
+        y = syear[ordered[j]]
+        labels.append(f"{ordered[j]} ({int(y)})" if np.isfinite(y) else str(ordered[j]))
+    cols = {}
+    for key, col in cum.columns.items():
+        arr = np.asarray(col)[last]
+        arr.setflags(write=False)
+        cols[key] = arr
+    index = np.asarray(cum.index)[last]
+    index.setflags(write=False)
+    return replace(cum, columns=cols, slab=tuple(labels), index=index)
+
+
 def view_figure(vf: ViewFit, kind: str) -> Any:
     """A figure of a fitted view: ``forest`` (grouped by study, by subgroup for subgroup
     views), ``funnel`` (contour-enhanced, with trim and fill), ``cumulative`` (studies added
@@ -64,7 +102,6 @@ def view_figure(vf: ViewFit, kind: str) -> Any:
         bubble plot without a moderator).
     """
     from evidence import plots
-    from evidence.stats import cumul
     from evidence.stats.bias import trimfill
 
     if kind not in FIGURES:
@@ -97,24 +134,24 @@ def view_figure(vf: ViewFit, kind: str) -> Any:
         return plots.funnel(uni, trimfill=tf, xlabel=measure, title=_title(vf, "funnel plot"))
     if kind == "cumulative":
         uni = univariate_fit(vf)
-        year = vf.data["year"].to_numpy(dtype=float)
-        cum = cumul(uni, order=year, slab=list(vf.study))
-        return plots.cumulative(cum, title=_title(vf, "cumulative meta-analysis by year"))
+        cum = cumulative_by_study(vf, uni)
+        note = "" if vf.spec.model == "rma" else " (univariate random-effects model)"
+        title = _title(vf, "cumulative meta-analysis by year" + note)
+        return plots.cumulative(cum, xlabel=measure, title=title)
     if not vf.spec.moderators or vf.regression is None:
         raise EvidenceError(
             f"view {vf.spec.name!r} has no moderator: a bubble plot needs a meta-regression view"
         )
     reg = vf.moderator_result
     names = [n for n in reg.names if n != "intrcpt"]
-    try:
-        return plots.bubble(reg, names[0], xlabel=vf.spec.moderators[0],
-                            ylabel=measure, title=_title(vf, "bubble plot"))  # fmt: skip
-    except EvidenceError:
-        from evidence.stats import rma
-
-        uni = rma(vf.yi, vf.vi, mods=vf.data[vf.spec.moderators[0]].to_numpy(float))
-        return plots.bubble(uni, 1, xlabel=vf.spec.moderators[0], ylabel=measure,
-                            title=_title(vf, "bubble plot (univariate model)"))  # fmt: skip
+    mod = vf.spec.moderators[0]
+    if not names or names[0] != mod.replace(".", "_"):
+        raise EvidenceError(
+            f"view {vf.spec.name!r}: the moderator {mod!r} is not numeric; a bubble plot needs "
+            "a numeric moderator (see the forest plot of a subgroup view instead)"
+        )
+    title = _title(vf, f"bubble plot ({_MODELS.get(vf.spec.model, vf.spec.model)})")
+    return plots.bubble(reg, names[0], xlabel=mod, ylabel=measure, title=title)
 
 
 _ID = re.compile(r'\bid="([^"]+)"')
