@@ -370,3 +370,22 @@ def test_risk_of_bias_sheet_is_stored_per_study_and_per_result(
     edited = ingest([write_csv(tmp_path / "c", sheets)], codebook=PEER_CODEBOOK,
                     database=migrated_db_url)  # fmt: skip
     assert edited.changes["risk_of_bias"].updated == 1 and edited.changes["result"].total == 0
+
+
+def test_ingest_into_a_missing_database_says_db_init_and_creates_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    result = CliRunner().invoke(app, ["ingest", str(BCG_SEED), "--review", "bcg",
+                                      "--url", f"sqlite:///{path}"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "create it with `evidence db init`" in result.output
+    assert not path.exists()
+
+
+def test_ingest_without_a_codebook_into_an_empty_database_says_how_to_give_one(
+    sqlite_url: str,
+) -> None:
+    upgrade(sqlite_url)
+    result = CliRunner().invoke(app, ["ingest", str(BCG_SEED), "--url", sqlite_url])
+    assert result.exit_code == 1
+    assert "holds no review yet" in result.output and "--codebook FILE" in result.output
+    assert "Traceback" not in result.output

@@ -175,6 +175,9 @@ CASES: dict[str, Case] = {
     "XLSX with an unknown worksheet": Case(
         _xlsx(lambda s: {("Studys" if k == "studies" else k): v for k, v in s.items()}),
         "Studys", None, None, "unknown worksheet"),
+    "XLSX with a bad cell": Case(
+        _xlsx(lambda s: (s["outcomes"][0].update(direction="up"), s)[1]), "outcomes", 2,
+        "direction", "must be one of higher, lower"),
     "not an XLSX workbook": Case(_raw("coding.xlsx", b"PK\x03\x04 this is not a workbook"),
                                  None, None, None, "not a readable XLSX workbook"),
     "CI does not contain the estimate": Case(
@@ -266,9 +269,10 @@ def test_ingest_reports_every_failure_at_once(tmp_path: Path) -> None:
     sheets["results"][0]["sd1i"] = 0
     sheets["arms"][0]["uptake"] = 150
     sheets["studies"][1]["year"] = 1850
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade(url)
     with pytest.raises(ValidationError) as info:
-        ingest([write_csv(tmp_path, sheets)], codebook=PEER_CODEBOOK,
-               database=f"sqlite:///{tmp_path / 'x.db'}")  # fmt: skip
+        ingest([write_csv(tmp_path, sheets)], codebook=PEER_CODEBOOK, database=url)
     got = {(f["sheet"], f["row"], f["column"]) for f in info.value.failures}
     assert got == {("results", 2, "sd1i"), ("arms", 2, "uptake"), ("studies", 3, "year")}
     assert str(info.value).startswith("3 problems in the coding sheets; nothing was written.")
@@ -294,6 +298,7 @@ def test_cli_json_lists_failures_for_machines(tmp_path: Path) -> None:
     sheets["arms"][2]["uptake"] = 120
     directory = write_csv(tmp_path / "sheets", sheets)
     url = f"sqlite:///{tmp_path / 'e.db'}"
+    upgrade(url)
     args = ["ingest", str(directory), "-c", str(PEER_CODEBOOK), "-d", url, "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
@@ -303,3 +308,15 @@ def test_cli_json_lists_failures_for_machines(tmp_path: Path) -> None:
         {"file": str(directory / "arms.csv"), "sheet": "arms", "row": 4, "column": "uptake",
          "value": "120", "rule": "must be <= 100"}
     ]  # fmt: skip
+
+
+def test_failure_shows_the_cell_as_the_sheet_wrote_it(tmp_path: Path) -> None:
+    directory = tmp_path / "sheets"
+    _bcg(_replace_line("results.csv", 2, ",4,123,", ",400,123,"))(directory)
+    url = f"sqlite:///{tmp_path / 'evidence.db'}"
+    upgrade(url)
+    with pytest.raises(ValidationError) as info:
+        ingest([directory], codebook=BCG_CODEBOOK, database=url)
+    (failure,) = info.value.failures
+    assert failure["value"] == "400"  # not the typed 400.0
+    assert "(value '400')" in str(info.value)

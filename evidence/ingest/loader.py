@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from evidence import __version__
 from evidence.db.engine import database_error, get_engine, write_transaction
+from evidence.db.migrate import ensure_migrated
 from evidence.db.models import metadata, utcnow
 from evidence.errors import NotFoundError, ValidationError
 from evidence.ingest._effects import EFFECT_COLUMNS, sheet_effects
@@ -246,9 +247,19 @@ def resolve_codebook(codebook: Codebook | str | Path | None = None, review: str 
             rows = conn.execute(query).all()
     except sa.exc.DBAPIError as error:
         raise database_error(error) from error
-    if len(rows) != 1 or rows[0].codebook is None:
-        what = f"review {review!r}" if review else "a single review in the database"
-        raise NotFoundError(f"no codebook found for {what}: use --codebook FILE")
+    if not rows:
+        what = f"no review {review!r}" if review else "no review yet"
+        raise NotFoundError(
+            f"the database holds {what}, so it has no codebook to check the sheets with: give"
+            " --codebook FILE, or --review NAME for schemas/NAME.yaml"
+        )
+    if len(rows) > 1:
+        names = ", ".join(sorted(r.name for r in rows))
+        raise NotFoundError(
+            f"the database holds several reviews ({names}): choose one with --review NAME"
+        )
+    if rows[0].codebook is None:
+        raise NotFoundError(f"review {rows[0].name!r} has no stored codebook: use --codebook FILE")
     return parse_codebook(json.loads(rows[0].codebook), f"database review {rows[0].name}")
 
 
@@ -518,10 +529,16 @@ def _report(prepared: Prepared, changes: dict[str, TableChanges], revision: int 
 
 @contextmanager
 def _engine(database: str | Engine | None) -> Iterator[Engine]:
-    """The given engine, or one made for a URL and disposed of afterwards."""
+    """The given engine, or one made for a URL and disposed of afterwards.
+
+    Raises :class:`~evidence.errors.DatabaseError` (saying which command to run) unless the
+    database exists and is migrated to the newest revision.
+    """
     if isinstance(database, Engine):
+        ensure_migrated(database)
         yield database
         return
+    ensure_migrated(database)  # before connecting: a missing SQLite file is not created
     engine = get_engine(database)
     try:
         yield engine

@@ -240,6 +240,10 @@ def _cross_failures(
 def _result_rules(sheet: Sheet, res: pd.DataFrame, codebook: Codebook) -> list[dict]:
     out: list[dict] = []
 
+    def cell(idx: Any, name: str) -> Any:
+        """The cell as the sheet shows it (``4``, not the typed ``4.0``)."""
+        return sheet.frame.at[idx, name] if name in sheet.frame.columns else res.at[idx, name]
+
     def col(name: str) -> pd.Series:
         if name in res.columns:
             return res[name].astype("float64")
@@ -249,14 +253,14 @@ def _result_rules(sheet: Sheet, res: pd.DataFrame, codebook: Codebook) -> list[d
         for ev, n in (("event1i", "n1i"), ("event2i", "n2i")):
             bad = col(ev) > col(n)
             for idx in res.index[bad]:
-                out.append(failure(sheet, res.at[idx, ROW], ev, res.at[idx, ev],
+                out.append(failure(sheet, res.at[idx, ROW], ev, cell(idx, ev),
                                    f"events must not exceed the group size ({ev} <= {n} = "
                                    f"{_fmt(res.at[idx, n])})"))  # fmt: skip
     if "ci_contains_estimate" in codebook.rules:
         lb, ub = col("ci_lb"), col("ci_ub")
         reversed_ = lb > ub
         for idx in res.index[reversed_]:
-            out.append(failure(sheet, res.at[idx, ROW], "ci_lb", res.at[idx, "ci_lb"],
+            out.append(failure(sheet, res.at[idx, ROW], "ci_lb", cell(idx, "ci_lb"),
                                "ci_lb must not exceed ci_ub"))  # fmt: skip
         for est in ("di", "ori"):
             e = col(est)
@@ -267,7 +271,7 @@ def _result_rules(sheet: Sheet, res: pd.DataFrame, codebook: Codebook) -> list[d
                         sheet,
                         res.at[idx, ROW],
                         est,
-                        res.at[idx, est],
+                        cell(idx, est),
                         f"the confidence interval [{_fmt(lb.at[idx])}, "
                         f"{_fmt(ub.at[idx])}] must contain the estimate {est}",
                     )
