@@ -38,7 +38,7 @@ def test_history_shows_the_update_with_old_and_new_value_author_and_message(
     result = _run("history", "--author", "bob", "--url", migrated_db_url)
     assert result.exit_code == 0, result.output
     (line,) = [row for row in result.output.splitlines() if "update" in row]
-    assert "bob" in line and "result SIM-001-post" in line
+    assert "bob" in line and "result SIM-001/SIM-001-post" in line
     assert "sd1i: 0.333333 -> 1.4" in line and "SD from table 2" in line
 
 
@@ -104,3 +104,31 @@ def test_history_rejects_an_unknown_table_and_a_bad_date(
     assert unknown.exit_code == 1 and "'studies' is not a data table" in unknown.output
     bad = _run("history", "--since", "last week", "--url", migrated_db_url)
     assert bad.exit_code == 1 and "since 'last week' is not a date or time" in bad.output
+
+
+def test_history_names_the_study_of_every_row_and_hides_bookkeeping_columns(
+    engine: sa.Engine, migrated_db_url: str
+) -> None:
+    with write_transaction(engine, author="eve") as (connection, _):
+        connection.execute(
+            sa.text(
+                "UPDATE effect_size SET yi = 0.75, computed_at = CURRENT_TIMESTAMP"
+                " WHERE result_id = (SELECT id FROM result WHERE result_key = 'SIM-002-post')"
+            )
+        )
+    result = _run("history", "--author", "eve", "--url", migrated_db_url)
+    assert result.exit_code == 0, result.output
+    (line,) = [row for row in result.output.splitlines() if "update" in row]
+    assert "(SIM-002)" in line and "yi:" in line and "computed_at" not in line
+    rows = _run("history", "--author", "eve", "--json", "--url", migrated_db_url).output
+    assert json.loads(rows.splitlines()[0])["study"] == "SIM-002"
+
+
+def test_history_record_given_as_a_row_id_needs_its_table(
+    engine: sa.Engine, migrated_db_url: str
+) -> None:
+    result = _run("history", "--record", "2", "--url", migrated_db_url)
+    assert result.exit_code == 1
+    assert "record 2 is a row id: name its table too" in result.output
+    result = _run("history", "--table", "study", "--record", "2", "--url", migrated_db_url)
+    assert result.exit_code == 0 and "study SIM-002" in result.output

@@ -14,6 +14,10 @@ from evidence.db.history import Change, list_changes, restore
 from evidence.db.migrate import ensure_migrated
 from evidence.errors import EvidenceError
 
+#: Columns that change with every recomputation; shown only when nothing else changed
+#: (``--json`` keeps them).
+_BOOKKEEPING = ("computed_at", "engine_version", "updated_at")
+
 
 def _short(value: Any) -> str:
     if value is None:
@@ -23,17 +27,23 @@ def _short(value: Any) -> str:
 
 
 def record_label(change: Change) -> str:
-    """``study SIM-001`` (natural key) or ``effect_size #12`` (row id)."""
-    key = change.key
-    return f"{change.table_name} {key if key is not None else '#' + str(change.row_id)}"
+    """``study SIM-001``, ``result SIM-001/post`` or ``effect_size #12 (SIM-001)``."""
+    key, study = change.key, change.study
+    if change.table_name == "study" or study is None:
+        return f"{change.table_name} {key if key is not None else '#' + str(change.row_id)}"
+    if key is not None:
+        return f"{change.table_name} {study}/{key}"
+    return f"{change.table_name} #{change.row_id} ({study})"
 
 
 def describe(change: Change) -> str:
     """One line saying what changed (updated columns with old -> new values)."""
     if change.op == "update":
         old, new = change.old_values or {}, change.new_values or {}
+        columns = [c for c in change.changed_columns if c not in _BOOKKEEPING]
         return "; ".join(
-            f"{c}: {_short(old.get(c))} -> {_short(new.get(c))}" for c in change.changed_columns
+            f"{c}: {_short(old.get(c))} -> {_short(new.get(c))}"
+            for c in columns or change.changed_columns
         )
     return "new row" if change.op == "insert" else "row removed"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +62,8 @@ class Change:
     message: str | None
     source: str
     command: str | None = field(default=None, repr=False)
+    #: Natural key of the study the row belongs to (``SIM-001``), when it belongs to one.
+    study: str | None = None
 
     @property
     def changed_columns(self) -> tuple[str, ...]:
@@ -92,6 +94,7 @@ class Change:
             "author": self.author,
             "message": self.message,
             "source": self.source,
+            "study": self.study,
         }
 
 
@@ -304,6 +307,11 @@ def list_changes(
         raise NotFoundError(
             f"table {table!r} is not a data table; choose one of {', '.join(DATA_TABLES)}"
         )
+    if record is not None and table is None and str(record).isdigit():
+        raise NotFoundError(
+            f"record {record} is a row id: name its table too (--table study --record"
+            f" {record}); a natural key such as SIM-001 needs no table"
+        )
     lower, upper = _as_bound(since, upper=False), _as_bound(until, upper=True)
     c, r = _change_log.c, _revision.c
     query = sa.select(
@@ -346,10 +354,55 @@ def list_changes(
             query = query.order_by(c.id)
         try:
             result = connection.execute(query).all()
+            changes = [_change(row) for row in result]
+            keys = _study_keys(connection, changes)
         except sa.exc.DBAPIError as error:
             raise database_error(error) from error
-    changes = [_change(row) for row in result]
+    changes = [replace(c, study=keys[c.id]) if c.id in keys else c for c in changes]
     return sorted(changes, key=lambda change: change.id)
+
+
+def _last_logged(connection: Connection, table: str, ids: set[int], column: str) -> dict[int, Any]:
+    """``row id -> column`` as last logged (deleted rows included), for *ids* of *table*."""
+    if not ids:
+        return {}
+    c = _change_log.c
+    out: dict[int, Any] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        rows = connection.execute(
+            sa.select(c.row_id, c.new_values, c.old_values)
+            .where(c.table_name == table, c.row_id.in_(ordered[start : start + 500]))
+            .order_by(c.id)
+        ).all()
+        for row_id, new, old in rows:
+            values = json.loads(new or old or "{}")
+            if values.get(column) is not None:
+                out[row_id] = values[column]
+    return out
+
+
+def _study_keys(connection: Connection, changes: list[Change]) -> dict[int, str]:
+    """Change id -> key of the study its row belongs to (through its result or arm)."""
+    study_of: dict[int, int] = {}
+    via: dict[str, dict[int, int]] = {"result": {}, "arm": {}}
+    for change in changes:
+        values = change.new_values or change.old_values or {}
+        if change.table_name == "study":
+            study_of[change.id] = change.row_id
+        elif values.get("study_id") is not None:
+            study_of[change.id] = int(values["study_id"])
+        elif values.get("result_id") is not None:
+            via["result"][change.id] = int(values["result_id"])
+        elif values.get("arm_id") is not None:
+            via["arm"][change.id] = int(values["arm_id"])
+    for table, pending in via.items():
+        parents = _last_logged(connection, table, set(pending.values()), "study_id")
+        for change_id, parent in pending.items():
+            if parent in parents:
+                study_of[change_id] = int(parents[parent])
+    keys = _last_logged(connection, "study", set(study_of.values()), "study_key")
+    return {cid: keys[sid] for cid, sid in study_of.items() if sid in keys}
 
 
 def _change(row: sa.Row) -> Change:
