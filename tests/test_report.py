@@ -17,8 +17,9 @@ from evidence.db.migrate import head
 from evidence.report.build import build_report, read_report_data
 from evidence.report.quickstart import quickstart
 from evidence.views import show_view
+from evidence.views.fit import fit_views
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +89,51 @@ def test_report_estimate_table_shows_each_views_stored_estimate(built, page: str
             ci = f"{st.headline['ci_lb']:.2f} to {st.headline['ci_ub']:.2f}"
             pi = f"{st.headline['pi_lb']:.2f} to {st.headline['pi_ub']:.2f}"
             cells = f'<td class="n">{st.k_studies}</td><td class="n">{st.k_effects}</td>'
-            assert f'{cells}<td class="n">{est}</td><td>{ci}</td><td>{pi}</td>' in article
-            assert "Egger&#39;s regression test" in article and "Trim and fill" in article
+            assert (
+                f'{cells}<td class="n">{est}</td><td class="ci">{ci}</td><td class="ci">{pi}</td>'
+                in article
+            )
         dosage = page[page.index('id="mental-dosage"') :]
         qm = show_view(engine, "mental-dosage").headline["QM"]
         assert f"QM={qm:.3f}" in dosage[: dosage.index("</article>")]
     finally:
         engine.dispose()
+
+
+def _article(page: str, name: str) -> str:
+    article = page[page.index(f'<article class="view" id="{name}">') :]
+    return article[: article.index("</article>")]
+
+
+def test_report_prints_the_bias_tests_once_per_set_of_effect_sizes(built, page: str) -> None:
+    engine = get_engine(built.database_url)
+    try:
+        fits = {f.spec.name: f for f in fit_views(engine)}
+    finally:
+        engine.dispose()
+    first: dict[tuple, str] = {}
+    for name in built.views:  # in the report's order
+        article = _article(page, name)
+        key = tuple(fits[name].data["es_id"].tolist())
+        if key not in first:
+            first[key] = name
+            assert "Egger&#39;s regression test" in article and "Trim and fill" in article
+        else:
+            assert "Egger&#39;s regression test" not in article
+            assert f'Publication-bias tests: those of <a href="#{first[key]}">' in article
+    assert set(first.values()) >= {"physical-overall", "mental-overall"}
+
+
+def test_report_draws_forest_plots_full_width_with_aligned_estimate_columns(page: str) -> None:
+    assert ".figs figure.forest, .figs figure.cumulative { flex: 1 1 100%; }" in page
+    assert "svg.fig text { white-space: pre; }" in page  # SVG would collapse the padding
+    assert "td.ci {" in page and "white-space: nowrap" in page
+    forest = _article(page, "physical-overall")
+    forest = forest[forest.index('<figure class="forest">') :]
+    texts = re.findall(r"<text[^>]*DejaVu Sans Mono[^>]*>([^<]*)</text>", forest)
+    rows = [t for t in texts if "[" in t]
+    assert len(rows) == 77 and len({len(t) for t in rows}) == 1  # 76 effects + the model
+    assert "CHE model, robust (k = 76, 47 studies)" in forest
 
 
 def test_report_groups_views_by_outcome_domain(page: str) -> None:
@@ -146,12 +185,15 @@ def test_report_against_a_revision_number_takes_the_views_stored_results(
     assert "No estimate moved." in result.path.read_text(encoding="utf-8")
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium) is "
-                    "not installed; .ci/run installs Debian's chromium")  # fmt: skip
-def test_report_renders_in_headless_chromium_without_console_errors(built, tmp_path: Path) -> None:
-    from matplotlib import image
+_NO_CHROMIUM = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium is not installed (no `chromium` on PATH); .ci/run installs "
+    "Debian's chromium when apt is available",
+)
 
-    shot = tmp_path / "report.png"
+
+def _chromium(url: str, shot: Path, profile: Path, height: int = 2000):
+    """Open *url* in headless Chromium, screenshot it; (process, console lines)."""
     done = subprocess.run(
         [
             str(CHROMIUM),
@@ -163,18 +205,32 @@ def test_report_renders_in_headless_chromium_without_console_errors(built, tmp_p
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={profile}",
             f"--screenshot={shot}",
-            "--window-size=1280,2000",
+            f"--window-size=1280,{height}",
             "--enable-logging=stderr",
             "--v=0",
-            built.report.path.resolve().as_uri(),
+            url,
         ],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
+    console = [
+        line
+        for line in done.stderr.splitlines()
+        if ":CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
+    ]
+    return done, console
+
+
+@_NO_CHROMIUM
+def test_report_renders_in_headless_chromium_without_console_errors(built, tmp_path: Path) -> None:
+    from matplotlib import image
+
+    shot = tmp_path / "report.png"
+    done, console = _chromium(built.report.path.resolve().as_uri(), shot, tmp_path / "profile")
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pixels = image.imread(shot)
@@ -185,9 +241,19 @@ def test_report_renders_in_headless_chromium_without_console_errors(built, tmp_p
     top = pixels[:400, :, :3]
     amber = (top[..., 0] > 0.95) & (top[..., 1] > 0.9) & (top[..., 2] < 0.85)
     assert amber.sum() > 5000
-    console = [
-        line
-        for line in done.stderr.splitlines()
-        if ":CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
-    ]
     assert console == []
+
+
+@_NO_CHROMIUM
+def test_the_chromium_check_sees_console_errors_and_blank_pages(tmp_path: Path) -> None:
+    """Negative control: the two checks above would fail on a broken or blank page."""
+    from matplotlib import image
+
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>console.error('boom'); no_such();</script></body></html>")
+    done, console = _chromium(bad.as_uri(), tmp_path / "bad.png", tmp_path / "p1", 400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any("boom" in line for line in console)
+    assert any("no_such is not defined" in line for line in console)
+    gray = image.imread(tmp_path / "bad.png")[..., :3].mean(axis=2)
+    assert float(np.var(gray)) < 1e-6  # a blank page has no variance

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from matplotlib.transforms import blended_transform_factory
@@ -151,7 +152,7 @@ def forest(
     matplotlib.figure.Figure
         Artists carry ids for inspection: ``effects`` (the squares), ``ci`` (their
         intervals), ``summary:overall`` and ``summary:<subgroup>`` (diamonds), ``pi``,
-        ``study-band`` (the bands behind every other study). The right-hand column
+        ``study-bands`` (the bands behind every other study). The right-hand column
         ``estimate [ci.lb, ci.ub]`` is set in a monospace font with aligned decimals.
     """
     y_all, v_all = model_data(result, yi, vi)
@@ -251,9 +252,13 @@ def forest(
                 labels.append(f"Subtotal ({count})")
                 text_rows.append((row, (tf(sub[0]), tf(sub[1]), tf(sub[2])), False))
             row -= 1
-    for y in band_rows:
-        band = ax.axhspan(y - 0.5, y + 0.5, color="#eef2f6", zorder=0, linewidth=0)
-        band.set_gid("study-band")
+    if band_rows:  # one artist (one id in an SVG) for all bands, across the axes' width
+        across = blended_transform_factory(ax.transAxes, ax.transData)
+        verts = [[(0, y - 0.5), (1, y - 0.5), (1, y + 0.5), (0, y + 0.5)] for y in band_rows]
+        bands = PolyCollection(verts, transform=across, facecolor="#eef2f6", linewidth=0,
+                               zorder=0)  # fmt: skip
+        bands.set_gid("study-bands")
+        ax.add_collection(bands, autolim=False)
     pts = ax.scatter(xs, ys, s=ss, marker="s", color=INK, zorder=3)
     pts.set_gid("effects")
     ci = ax.hlines(ys, los, his, color=INK, linewidth=1)

@@ -296,12 +296,17 @@ def build_report(
     sections: dict[str, list[dict[str, Any]]] = {}
     estimates: dict[str, dict[str, Any]] = {}
     drawn: dict[tuple, str] = {}
+    tested: dict[tuple, str] = {}
     n_fig = 0
     simulated = bool(table.attrs.get("simulated"))
     for i, vf in enumerate(fits):
         name = vf.spec.name
         simulated |= vf.simulated
         bias = bias_tests(vf) if vf.fit is not None else None
+        effects = tuple(vf.data["es_id"].tolist())
+        bias_same_as = tested.get(effects) if bias is not None else None
+        if bias is not None and bias_same_as is None:
+            tested[effects] = name
         figures = []
         kinds = ["forest", "funnel"]
         if vf.spec.moderators:
@@ -353,8 +358,9 @@ def build_report(
                     for r in view_rows
                 ],
                 "bias": [{"test": _TEST_TITLES[t], "result": bias.summary(t)} for t in TESTS]
-                if bias is not None
+                if bias is not None and bias_same_as is None
                 else [],
+                "bias_same_as": bias_same_as,
                 "bias_univariate": bool(bias and bias.univariate),
                 "warnings": _warnings(vf, head, bias),
                 "figures": figures,
