@@ -187,6 +187,47 @@ def test_plain_sql_transaction_on_postgresql_is_one_revision(
         engine.dispose()
 
 
+def test_revisions_are_numbered_in_commit_order_on_postgresql_even_for_plain_sql(
+    postgres_url: str,
+) -> None:
+    """A plain-SQL writer that starts while an ``evidence`` write is open waits for it, so
+    the revision it gets is higher and commits later (migration 0006)."""
+    import threading
+
+    import psycopg
+
+    from evidence.db.migrate import upgrade
+
+    upgrade(postgres_url)
+    engine = get_engine(postgres_url)
+    parsed = sa.make_url(postgres_url)
+    order: list[str] = []
+    try:
+        populate(engine, keys=("SIM-001", "SIM-002"))
+        with write_transaction(engine, author="evidence-writer") as (connection, first):
+            connection.execute(sa.text("UPDATE study SET year = 2001 WHERE study_key = 'SIM-001'"))
+
+            def plain_sql() -> None:
+                with psycopg.connect(
+                    host=parsed.host, port=parsed.port, user=parsed.username,
+                    password=parsed.password, dbname=parsed.database,
+                ) as raw:  # fmt: skip
+                    raw.execute("UPDATE study SET year = 2002 WHERE study_key = 'SIM-002'")
+                order.append("sql")
+
+            thread = threading.Thread(target=plain_sql)
+            thread.start()
+            thread.join(1.0)
+            assert thread.is_alive(), "the plain-SQL writer did not wait for the open write"
+            order.append("evidence")
+        thread.join(30)
+        assert order == ["evidence", "sql"]
+        (sql_change,) = [c for c in list_changes(engine) if c.source == "sql"]
+        assert sql_change.revision_id > first
+    finally:
+        engine.dispose()
+
+
 def test_deleted_study_is_restored_with_every_row_that_was_deleted_with_it(
     engine: sa.Engine,
 ) -> None:

@@ -63,6 +63,11 @@ def on_commit(hook: Callable[[Engine, int], None]) -> Callable[[Engine, int], No
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+#: PostgreSQL: the transaction-level advisory lock every writer holds from taking its
+#: revision number until it commits, so revisions are numbered in commit order (the
+#: plain-SQL trigger function of migration 0006 takes the same key).
+REVISION_LOCK_KEY = 1702259044
+
 
 def _normalise_url(url: str) -> str:
     """Map bare PostgreSQL URLs onto the psycopg 3 driver."""
@@ -196,7 +201,10 @@ def write_transaction(
 
     Notes
     -----
-    The ``revision`` row is inserted first. On SQLite its id is published in the
+    One writer at a time: on SQLite ``BEGIN IMMEDIATE`` takes the write lock, on
+    PostgreSQL the advisory lock :data:`REVISION_LOCK_KEY` is held until the transaction
+    ends, so revision numbers follow commits and every revision below a committed one is
+    committed. The ``revision`` row is inserted first. On SQLite its id is published in the
     one-row table ``open_revision`` (deleted again before commit, so no other
     transaction ever sees it); on PostgreSQL in the transaction-local settings
     ``evidence.revision`` and ``evidence.author``. The triggers read it for each changed
@@ -254,6 +262,10 @@ def _run_commit_hooks(engine: Engine, revision_id: int) -> None:
 def _open_revision(
     connection: Connection, author: str, message: str | None, command: str | None
 ) -> int:
+    if not is_sqlite(connection):
+        # Revision numbers follow commits: hold the writers' lock until this transaction
+        # ends (SQLite's BEGIN IMMEDIATE already does; see migration 0006).
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REVISION_LOCK_KEY})
     revision_id = connection.execute(
         sa.text(
             "INSERT INTO revision (created_at, author, message, source, command)"

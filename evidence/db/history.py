@@ -12,9 +12,9 @@ module reads them back:
 
 Notes
 -----
-On SQLite revisions are numbered in commit order (one writer at a time). On PostgreSQL
-a revision number is taken when its transaction first writes, so with concurrent
-writers the numbers follow first writes, not commits.
+Revisions are numbered in commit order on both databases: one writer at a time (SQLite's
+write lock; on PostgreSQL an advisory lock every writer, ``evidence`` or plain SQL, holds
+from taking its number until it commits; migration 0006).
 """
 
 from __future__ import annotations

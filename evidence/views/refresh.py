@@ -22,9 +22,11 @@ Refreshing stale views
    Unaffected views, and affected ones whose inputs did not change, are confirmed at the
    new state without a new result.
 
-The number of revisions guards against PostgreSQL's numbering: a revision number is taken
-at a transaction's first write, so a lower number can commit after a higher one; a count
-that does not match the revisions above a view's checked number triggers a full check.
+Writers are serialised (SQLite's write lock; on PostgreSQL an advisory lock held from
+taking a revision number to commit, migration 0006), so every revision below a committed
+one is committed and a snapshot's state names one state of the data. The number of
+revisions stays as a guard: a count that does not match the revisions above a view's
+checked number (a database written before migration 0006) triggers a full check.
 """
 
 from __future__ import annotations
@@ -360,10 +362,15 @@ def _store(conn: Connection, plans: list[_Plan], state: tuple[int, int]) -> tupl
         # one refresher at a time per view (SQLite: the write transaction already is)
         conn.execute(sa.select(VIEW.c.id).where(VIEW.c.id == plan.view_id).with_for_update())
         cur = conn.execute(
-            sa.select(r.id, r.checked_count).where(r.view_id == plan.view_id, r.current)
+            sa.select(r.id, r.checked_count, r.fingerprint).where(
+                r.view_id == plan.view_id, r.current
+            )
         ).first()
-        if cur is not None and cur.checked_count > state[1]:
-            continue  # a refresh that saw newer data has already stored its result
+        if cur is not None and (
+            cur.checked_count > state[1]
+            or (cur.checked_count == state[1] and cur.fingerprint == comp.fingerprint)
+        ):
+            continue  # a concurrent refresh already stored this (or a newer) result
         conn.execute(
             RESULT.update().where(r.view_id == plan.view_id, r.current).values(current=False)
         )
