@@ -124,6 +124,30 @@ def test_report_prints_the_bias_tests_once_per_set_of_effect_sizes(built, page: 
     assert set(first.values()) >= {"physical-overall", "mental-overall"}
 
 
+def test_report_warns_about_missing_studies_heterogeneity_and_risk_of_bias(
+    built, page: str
+) -> None:
+    from evidence.views import bias_tests
+
+    engine = get_engine(built.database_url)
+    try:
+        fits = {f.spec.name: f for f in fit_views(engine, ["physical-overall", "mental-overall"])}
+    finally:
+        engine.dispose()
+    for name, vf in fits.items():
+        warns = re.findall(r'<p class="warn">⚠ (.*?)</p>', _article(page, name))
+        tf = bias_tests(vf).results["trimfill"]
+        assert tf.k0 > 0
+        assert (
+            f"Trim and fill imputes {tf.k0} missing effects on the {tf.side}; the adjusted "
+            f"estimate is {float(tf.fit.beta[0]):.2f}." in warns
+        )
+        assert "No risk-of-bias judgements are stored for these studies." in warns
+        if vf.result.I2 >= 75:
+            assert f"Considerable heterogeneity (I² = {vf.result.I2:.0f}%)." in warns
+    assert any("Considerable heterogeneity" in w for w in re.findall(r"⚠ (.*?)</p>", page))
+
+
 def test_report_draws_forest_plots_full_width_with_aligned_estimate_columns(page: str) -> None:
     assert ".figs figure.forest, .figs figure.cumulative { flex: 1 1 100%; }" in page
     assert "svg.fig text { white-space: pre; }" in page  # SVG would collapse the padding
