@@ -29,6 +29,8 @@ def test_sqlite_connections_enforce_foreign_keys_and_use_wal(sqlite_url: str) ->
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+            # statement journals of triggered bulk writes stay in memory (2 = MEMORY)
+            assert connection.exec_driver_sql("PRAGMA temp_store").scalar() == 2
     finally:
         engine.dispose()
 

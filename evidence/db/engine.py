@@ -114,6 +114,10 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
         cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
+        # Statement journals in memory: every statement on a table with (history) triggers
+        # opens one, and a temporary file per row of a bulk insert costs more than the
+        # insert itself (100,000 logged result rows: 4.7 s -> 2.0 s).
+        cursor.execute("PRAGMA temp_store = MEMORY")
         # REPLACE conflict resolution deletes rows; log those deletions too.
         cursor.execute("PRAGMA recursive_triggers = ON")
         cursor.close()
