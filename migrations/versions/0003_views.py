@@ -11,14 +11,18 @@ so that staleness can be detected and any past estimate reproduced.
 
 The tables get no history triggers: results are derived data (reproducible from the
 logged records, the view and the engine version), and logging them would open a data
-revision on every refresh. Downgrade drops both tables (the views and their results).
+revision on every refresh. Downgrade drops both tables; it refuses while views are stored
+(an analyst's view definitions exist nowhere else) unless ``-x drop_data=yes``
+(``evidence db downgrade REV --yes --drop-data``).
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel  # noqa: F401  (column types such as sqlmodel.sql.sqltypes.AutoString)
-from alembic import op
+from alembic import context, op
+
+from evidence.errors import DatabaseError
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
@@ -104,7 +108,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_view_result_view_id"), ["view_id"], unique=False)
 
 
+def _refuse_if_views() -> None:
+    if context.get_x_argument(as_dictionary=True).get("drop_data") == "yes":
+        return
+    views = op.get_bind().execute(sa.text("SELECT count(*) FROM analysis_view")).scalar_one()
+    if views:
+        raise DatabaseError(
+            f"refusing to drop table 'analysis_view': it holds {views} stored views (their"
+            " definitions and every result); downgrade with --drop-data to drop them"
+        )
+
+
 def downgrade() -> None:
+    _refuse_if_views()
     with op.batch_alter_table("view_result", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_view_result_view_id"))
         batch_op.drop_index("ix_view_result_view_current")
