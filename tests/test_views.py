@@ -335,3 +335,38 @@ def test_two_concurrent_writers_leave_every_stored_result_reproducible(seeded) -
     for entry in history.entries:
         _, again = recompute_as_of(seeded, "all", entry["revision"])
         assert again.fingerprint == entry["fingerprint"], entry["revision"]
+
+
+def test_a_new_imputed_r_in_the_codebook_refreshes_exactly_the_views_it_moves(seeded) -> None:
+    import yaml
+
+    from evidence.ingest.codebook import parse_codebook
+    from evidence.ingest.loader import apply_codebook
+
+    create_view(seeded, "controlled", 'design == "controlled"')  # no imputed r
+    create_view(seeded, "pre-post", 'design == "pre-post"')  # 24 effects with imputed r
+    raw = yaml.safe_load(CODEBOOK.read_text())
+    raw["analysis"]["default_ri"] = 0.8
+    report = apply_codebook(parse_codebook(raw, "peer_support.yaml"), database=seeded)
+    assert report.changes["effect_size"].updated == 24
+    assert stale_views(seeded) == []  # refreshed before apply_codebook returned
+    assert len(view_history(seeded, "pre-post").entries) == 2
+    assert len(view_history(seeded, "controlled").entries) == 1
+    assert show_view(seeded, "controlled", refresh=False).revision == 1
+
+
+def test_restoring_a_deleted_study_refreshes_the_views_back_to_their_estimate(seeded) -> None:
+    from evidence.db.history import restore
+
+    first = create_view(seeded, "all", "")
+    with seeded.begin() as conn:  # plain SQL: a curator deletes a study with psql/sqlite3
+        conn.execute(sa.text("DELETE FROM study WHERE study_key = 'SIM-003'"))
+    without = show_view(seeded, "all")  # detected at the read, refreshed
+    assert without.fresh and without.k_studies == first.k_studies - 1
+    restore(seeded, "study", "SIM-003", message="deleted by mistake")
+    assert stale_views(seeded) == []  # the restore refreshed the view before returning
+    back = show_view(seeded, "all", refresh=False)
+    assert back.k_studies == first.k_studies
+    assert back.headline["estimate"] == pytest.approx(first.headline["estimate"], abs=1e-12)
+    entries = view_history(seeded, "all").entries
+    assert entries[-1]["fingerprint"] == entries[0]["fingerprint"]
