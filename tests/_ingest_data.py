@@ -99,9 +99,11 @@ def write_xlsx(path: Path, sheets: dict[str, list[dict[str, Any]]]) -> Path:
 
 
 def file_hash(url: str) -> str:
-    """SHA-256 of a SQLite database file."""
+    """SHA-256 of a SQLite database: its file and its write-ahead log, when one is left."""
     path = Path(sa.make_url(url).database or "")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    wal = path.with_name(path.name + "-wal")
+    data = path.read_bytes() + (b"\0WAL\0" + wal.read_bytes() if wal.exists() else b"")
+    return hashlib.sha256(data).hexdigest()
 
 
 def dump(url: str) -> dict[str, list[tuple]]:
