@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
             f"{len(built.views)} analysis views of the review's plan are stored and fresh "
             "(standardized mean differences, positive = improvement):"
         )
-        console.print(results_rich_table(built.results))
+        console.print(results_rich_table(built.results, console))
         if built.report is not None:
             console.print(
                 f"report: {built.report.path} (open it in a browser; self-contained, "

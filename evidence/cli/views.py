@@ -315,7 +315,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _dump(json.loads(frame.to_json(orient="records")))
             return
-        console.print(results_rich_table(frame))
+        console.print(results_rich_table(frame, console))
 
     @app.command("diff")
     def diff_command(

@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import pandas as pd
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 __all__ = ["results_rich_table"]
@@ -28,32 +30,59 @@ def _count(x: Any) -> str:
     return str(int(x))
 
 
-def results_rich_table(frame: pd.DataFrame) -> Table:
-    """A Rich table of :func:`evidence.views.results_table`, titled (SIMULATED when so)."""
+#: Room the heterogeneity and moderator-test columns need to stay readable (wrapped).
+_WRAPPED_ROOM = 32
+
+
+def results_rich_table(frame: pd.DataFrame, console: Console | None = None) -> Table:
+    """A Rich table of :func:`evidence.views.results_table`, titled (SIMULATED when so).
+
+    A view's subgroups follow it on indented rows of the same first column. Names, numbers
+    and intervals are never cut: on a *console* too narrow for the whole table, the
+    heterogeneity and moderator-test columns (then the prediction interval) are left out,
+    and a caption says so, rather than cropping a k or an interval.
+    """
+    if console is None:
+        return _table(frame, ("pi", "wrapped"))
+    unbounded = console.options.update(max_width=10_000)
+    core = Measurement.get(console, unbounded, _table(frame, ("pi",))).maximum
+    if core + _WRAPPED_ROOM <= console.width:
+        return _table(frame, ("pi", "wrapped"))
+    if core <= console.width:
+        table = _table(frame, ("pi",))
+        table.caption = "heterogeneity and tests of moderators: widen the terminal, or --json"
+        return table
+    table = _table(frame, ())
+    table.caption = "prediction intervals, heterogeneity, tests: widen the terminal, or --json"
+    return table
+
+
+def _table(frame: pd.DataFrame, parts: tuple[str, ...]) -> Table:
     table = Table(title=frame.attrs.get("title", "Results"), title_justify="left")
-    for col in (
-        "view",
-        "level",
-        "studies",
-        "k",
-        "estimate",
-        "95% CI",
-        "95% PI",
-        "heterogeneity",
-        "test of moderators",
-    ):
-        table.add_column(col, justify="right" if col in ("studies", "k", "estimate") else "left")
-    for row in frame.itertuples(index=False):
+    labels = [
+        f"  {row.level}" if row.level else str(row.view) for row in frame.itertuples(index=False)
+    ]
+    columns = ["view / subgroup", "studies", "k", "estimate", "95% CI"]
+    columns += ["95% PI"] if "pi" in parts else []
+    columns += ["heterogeneity", "test of moderators"] if "wrapped" in parts else []
+    for col in columns:
+        table.add_column(
+            col,
+            justify="right" if col in ("studies", "k", "estimate") else "left",
+            no_wrap=col not in ("heterogeneity", "test of moderators"),
+            overflow="fold",
+            min_width=max(map(len, labels), default=4) if col == "view / subgroup" else None,
+        )
+    for label, row in zip(labels, frame.itertuples(index=False), strict=True):
         estimate = _n(row.estimate) if row.error is None or row.level else "n.e."
-        table.add_row(
-            row.view if not row.level else "",
-            row.level,
+        cells = [
+            label,
             _count(row.k_studies),
             _count(row.k_effects),
             estimate,
             _interval(row.ci_lb, row.ci_ub),
-            _interval(row.pi_lb, row.pi_ub),
-            row.heterogeneity,
-            row.test,
-        )
+        ]
+        cells += [_interval(row.pi_lb, row.pi_ub)] if "pi" in parts else []
+        cells += [row.heterogeneity, row.test] if "wrapped" in parts else []
+        table.add_row(*cells)
     return table
