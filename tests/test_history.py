@@ -355,3 +355,21 @@ def test_sqlite_history_triggers_log_every_column_of_every_data_table(sqlite_url
             ]
             assert missing == [], f"history_{table}_{op} does not log {missing}"
             assert f"history_{table}_{op}_revision" in triggers
+
+
+def test_author_is_the_argument_else_evidence_author_else_the_os_user(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    populate(engine, keys=("SIM-001",))
+    authors = []
+    for env, given in ((None, None), ("env-user", None), ("env-user", "dana")):
+        if env is None:
+            monkeypatch.delenv("EVIDENCE_AUTHOR", raising=False)
+        else:
+            monkeypatch.setenv("EVIDENCE_AUTHOR", env)
+        with write_transaction(engine, author=given) as (connection, rev):
+            connection.execute(sa.text("UPDATE study SET year = year + 1"))
+        authors.append({c.author for c in list_changes(engine, revision=rev)})
+    assert authors == [{getpass.getuser()}, {"env-user"}, {"dana"}]
