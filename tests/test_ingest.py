@@ -389,3 +389,16 @@ def test_ingest_without_a_codebook_into_an_empty_database_says_how_to_give_one(
     assert result.exit_code == 1
     assert "holds no review yet" in result.output and "--codebook FILE" in result.output
     assert "Traceback" not in result.output
+
+
+def test_ingest_reports_progress_for_every_stage_and_table(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    calls: list[tuple[str, int, int]] = []
+    ingest([PEER_SEED], codebook=PEER_CODEBOOK, database=sqlite_url,
+           progress=lambda stage, done, total: calls.append((stage, done, total)))  # fmt: skip
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages[:3] == ["read", "validate", "effects"]
+    assert {"study", "arm", "result", "effect_size"} <= set(stages)
+    last = {stage: (done, total) for stage, done, total in calls}
+    assert all(done == total for done, total in last.values())
+    assert last["result"] == (194, 194)
