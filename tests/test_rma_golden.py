@@ -125,7 +125,14 @@ def test_golden_grid_is_complete():
     assert len(g["subgroup"]) == 9
     assert len(g["anova"]) == 4
     assert len(g["printed"]) == 7
-    assert len(g["edge"]) >= 20
+    edge = {"k1_REML", "k1_REML_knha", "na_yi_REML", "huge_ratio_REML", "na_moderator_REML",
+            "constant_moderator_REML", "constant_moderator_DL_knha", "p_gt_k_REML",
+            "constant_moderator_only_REML", "p_eq_k_EE"}  # fmt: skip
+    edge |= {f"k2_{m}{t}" for m in ("REML", "DL", "PM", "ML", "EE") for t in ("", "_knha")}
+    edge |= {f"identical_yi_{m}" for m in ("REML", "DL", "ML", "PM", "SJ", "HE")}
+    edge |= {f"vi_zero_{m}" for m in ("REML", "DL", "HE", "ML")}
+    assert set(g["edge"]) == edge
+    assert all("common_beta" in c for c in g["subgroup"].values())
     confints = [c for k, c in g["grid"].items() if "confint_qp" in c]
     assert len(confints) == 7 * 10  # every data set x every random-effects method (test z)
     assert sum("confint_pl" in c for c in g["grid"].values()) == 7 * 2
@@ -238,6 +245,9 @@ def test_subgroup_analysis_matches_metafor(case):
     assert_close(s.mixed.QM, c["mixed_QM"], rtol, f"{case} mixed QM")
     assert_pval_close(s.mixed.QMp, c["mixed_QMp"], rtol, f"{case} mixed QMp")
     assert_close(s.mixed.tau2, c["mixed_tau2"], rtol, f"{case} mixed tau2")
+    # per-level estimates under the common tau2: rma(yi, vi, mods = ~ factor(by) - 1)
+    assert_close(s.common.beta, c["common_beta"], rtol, f"{case} common beta")
+    assert_close(s.common.se, c["common_se"], rtol, f"{case} common se")
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -270,13 +280,19 @@ def test_printed_result_is_metafors_text(index):
 
 @pytest.mark.parametrize("case", sorted(golden()["edge"]))
 def test_edge_cases_behave_as_metafor(case):
-    """k = 1 and 2, identical yi, a vi of 0, a missing yi, a huge ratio of variances."""
+    """k = 1 and 2, identical yi, a vi of 0, a missing yi or moderator, a huge ratio of
+    variances, a moderator constant within the data, more parameters than effects."""
     g = golden()["edge"][case]
     inp = g["input"]
     yi, vi = vec(inp["yi"]), vec(inp["vi"])
+    mods = inp.get("mods")
+    data = {c: vec(v) for c, v in inp.get("columns", {}).items()}
+
+    def fit():
+        return rma(yi, vi, mods=mods, data=data or None, method=inp["method"], test=inp["test"])
+
     if "error" in g:
         with pytest.raises(EvidenceError):
-            rma(yi, vi, method=inp["method"], test=inp["test"])
+            fit()
         return
-    res = rma(yi, vi, method=inp["method"], test=inp["test"])
-    _check_fit(res, g, rtol_for(inp["method"]), case)
+    _check_fit(fit(), g, rtol_for(inp["method"]), case)

@@ -42,6 +42,25 @@ datasets <- list(
 # ---------------------------------------------------------------- helpers
 num <- function(x) if (is.null(x)) NA else unname(as.numeric(x))
 
+# jsonlite writes at most 15 significant digits; write every double with 17 (it reads back
+# as the same double) as verbatim JSON: length-1 values as scalars (auto_unbox), I() and
+# longer vectors as arrays, matrices by rows, NA/NaN/Inf as null.
+fmt17 <- function(v) ifelse(is.finite(v), sprintf("%.17g", v), "null")
+full_precision <- function(x) {
+  if (is.list(x)) {
+    y <- lapply(x, full_precision)
+    names(y) <- names(x)
+    return(y)
+  }
+  if (!is.double(x)) return(x)
+  if (is.matrix(x)) {
+    rows <- apply(x, 1, function(r) paste0("[", paste(fmt17(r), collapse = ","), "]"))
+    return(structure(paste0("[", paste(rows, collapse = ","), "]"), class = "json"))
+  }
+  if (length(x) == 1 && !inherits(x, "AsIs")) return(structure(fmt17(x), class = "json"))
+  structure(paste0("[", paste(fmt17(x), collapse = ","), "]"), class = "json")
+}
+
 capture <- function(expr) {
   warns <- character(0)
   value <- withCallingHandlers(
@@ -213,11 +232,13 @@ for (s in sg_specs) {
     }
     between <- rma(est, sei = se, mods = ~ factor(levs), method = "FE")
     mixed <- rma(d$yi, d$vi, mods = ~ factor(g), method = m)
+    common <- rma(d$yi, d$vi, mods = ~ factor(g) - 1, method = m)
     sg[[paste(s$data, s$by, m, sep = "|")]] <- list(
       data = s$data, by = s$by, method = m, levels = I(levs), subgroups = per,
       Q_between = num(between$QM), df_between = num(between$QMdf[1]),
       p_between = num(between$QMp), mixed_QM = num(mixed$QM), mixed_QMp = num(mixed$QMp),
-      mixed_tau2 = num(mixed$tau2))
+      mixed_tau2 = num(mixed$tau2), common_beta = I(num(common$beta)),
+      common_se = I(num(common$se)))
   }
 }
 out$subgroup <- sg
@@ -289,8 +310,27 @@ for (m in c("REML", "DL", "HE", "ML")) {
 add_edge("na_yi_REML", list(yi = c(bcg$yi[1:5], NA, bcg$yi[7:13]), vi = bcg$vi, method = "REML"))
 add_edge("huge_ratio_REML",
          list(yi = bcg$yi, vi = c(bcg$vi[1:12] * 1e-6, bcg$vi[13] * 1e4), method = "REML"))
+# moderators: one constant within the data (dropped as redundant), a missing value, more
+# parameters than effects (an error), as many parameters as effects in an EE model
+add_edge_mods <- function(id, d, mods, method, test = "z") {
+  res <- fit_case(list(yi = d$yi, vi = d$vi, mods = as.formula(paste("~", mods)), data = d,
+                       method = method, test = test))
+  cols <- lapply(d[setdiff(names(d), c("yi", "vi"))], column)
+  res$input <- list(yi = I(num(d$yi)), vi = I(num(d$vi)), method = method, test = test,
+                    mods = mods, columns = cols)
+  edge[[id]] <<- res
+}
+bc <- data.frame(yi = bcg$yi, vi = bcg$vi, ablat = bcg$ablat, const = 2)
+add_edge_mods("constant_moderator_REML", bc, "ablat + const", "REML")
+add_edge_mods("constant_moderator_DL_knha", bc, "ablat + const", "DL", "knha")
+add_edge_mods("constant_moderator_only_REML", bc, "const", "REML")
+bc_na <- bc
+bc_na$ablat[3] <- NA
+add_edge_mods("na_moderator_REML", bc_na, "ablat", "REML")
+add_edge_mods("p_gt_k_REML", bc[1:2, ], "ablat", "REML")
+add_edge_mods("p_eq_k_EE", bc[1:2, ], "ablat", "EE")
 out$edge <- edge
 
-writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, null = "null", na = "null",
-                  pretty = FALSE), "tests/golden/rma.json")
+writeLines(toJSON(full_precision(out), auto_unbox = TRUE, null = "null", na = "null",
+                  json_verbatim = TRUE, pretty = FALSE), "tests/golden/rma.json")
 cat("wrote tests/golden/rma.json\n")
