@@ -9,6 +9,25 @@ suppressMessages({
 
 num <- function(x) if (is.null(x)) NULL else unname(as.numeric(x))
 
+# jsonlite writes at most 15 significant digits; write every double with 17 (it reads back
+# as the same double) as verbatim JSON: length-1 values as scalars (auto_unbox), I() and
+# longer vectors as arrays, matrices by rows, NA/NaN/Inf as null.
+fmt17 <- function(v) ifelse(is.finite(v), sprintf("%.17g", v), "null")
+full_precision <- function(x) {
+  if (is.list(x)) {
+    y <- lapply(x, full_precision)
+    names(y) <- names(x)
+    return(y)
+  }
+  if (!is.double(x)) return(x)
+  if (is.matrix(x)) {
+    rows <- apply(x, 1, function(r) paste0("[", paste(fmt17(r), collapse = ","), "]"))
+    return(structure(paste0("[", paste(rows, collapse = ","), "]"), class = "json"))
+  }
+  if (length(x) == 1 && !inherits(x, "AsIs")) return(structure(fmt17(x), class = "json"))
+  structure(paste0("[", paste(fmt17(x), collapse = ","), "]"), class = "json")
+}
+
 # ------------------------------------------------------------------ data sets
 sim_three <- function(seed, m, x_mod = FALSE) {
   set.seed(seed)
@@ -45,13 +64,37 @@ sim_four <- function(seed) {
   g$vi <- round(vi, 6)
   g
 }
+sim_five <- function(seed) {
+  # four nested random levels (a five-level model): district/school/class/outcome
+  set.seed(seed)
+  rows <- list()
+  for (d in 1:12) {
+    for (s in seq_len(sample(2:3, 1))) {
+      for (c in seq_len(sample(1:3, 1))) {
+        for (o in seq_len(sample(1:2, 1))) rows[[length(rows) + 1]] <- c(d, s, c, o)
+      }
+    }
+  }
+  g <- as.data.frame(do.call(rbind, rows))
+  names(g) <- c("district", "school", "class", "outcome")
+  k <- nrow(g)
+  vi <- runif(k, 0.01, 0.06)
+  sid <- as.integer(factor(paste(g$district, g$school)))
+  cid <- as.integer(factor(paste(g$district, g$school, g$class)))
+  g$yi <- round(0.2 + rnorm(12, 0, sqrt(0.06))[g$district] + rnorm(max(sid), 0, sqrt(0.03))[sid] +
+                  rnorm(max(cid), 0, sqrt(0.02))[cid] + rnorm(k, 0, sqrt(0.015)) +
+                  rnorm(k, 0, sqrt(vi)), 6)
+  g$vi <- round(vi, 6)
+  g
+}
 
 datasets <- list(
   konstantopoulos2011 = dat.konstantopoulos2011[, c("district", "school", "year", "yi", "vi")],
   assink2016 = dat.assink2016[, c("study", "esid", "yi", "vi", "year", "deltype")],
   sim1 = sim_three(20240501, 40),
   sim2 = sim_three(20240502, 60, x_mod = TRUE),
-  sim3 = sim_four(20240503)
+  sim3 = sim_four(20240503),
+  sim4 = sim_five(20240504)
 )
 
 # model specifications: data set, random levels, mods formula (NULL = intercept only)
@@ -66,7 +109,9 @@ specs <- list(
   list(id = "sim2_mods", data = "sim2", random = c("study", "es_id"), mods = "x + z",
        cluster = "study"),
   list(id = "sim3", data = "sim3", random = c("district", "school", "outcome"), mods = NULL,
-       cluster = "district")
+       cluster = "district"),
+  list(id = "sim4", data = "sim4", random = c("district", "school", "class", "outcome"),
+       mods = NULL, cluster = "district")
 )
 
 rand_formula <- function(levels) as.formula(paste("~ 1 |", paste(levels, collapse = "/")))
@@ -78,16 +123,20 @@ fit_model <- function(s, method, test, dfs, V = NULL, sigma2 = NULL, tight = TRU
                data = dat, method = method, test = test, dfs = dfs)
   if (!is.null(s$mods)) args$mods <- mods_formula(s$mods)
   if (!is.null(sigma2)) args$sigma2 <- sigma2
-  # converge more tightly than metafor's default (nlminb rel.tol = 1e-10), so that the golden
-  # values are the optimum to ~1e-9 rather than to the optimizer's stopping noise (~1e-6)
+  # metafor's default optimiser (nlminb, rel.tol = 1e-10) stops up to ~1e-6 (relative) away
+  # from the optimum of sigma2. Fit with the default and with tighter optimisers and keep the
+  # fit with the highest (restricted) log-likelihood, so that the golden values are the
+  # optimum to ~1e-8 rather than the optimiser's stopping noise.
+  best <- do.call(rma.mv, args)
   for (ctrl in if (tight) tight_controls else list()) {
     res <- try(do.call(rma.mv, c(args, list(control = ctrl))), silent = TRUE)
-    if (!inherits(res, "try-error")) return(res)
+    if (!inherits(res, "try-error") && logLik(res) > logLik(best)) best <- res
   }
-  do.call(rma.mv, args)
+  best
 }
 tight_controls <- list(list(rel.tol = 1e-12),
-                       list(optimizer = "nlm", gradtol = 1e-12, steptol = 1e-14))
+                       list(optimizer = "nlm", gradtol = 1e-12, steptol = 1e-14),
+                       list(optimizer = "optim", optmethod = "BFGS", reltol = 1e-15))
 
 i2_levels <- function(res) {
   W <- solve(res$V)
@@ -139,12 +188,12 @@ for (s in specs) {
 }
 
 # profile-likelihood CIs: metafor's default optimiser for the profile refits (a tighter one
-# makes nlminb report false convergence there), root tolerance 1e-8 instead of 1.2e-4
+# makes nlminb report false convergence there), root tolerance 1e-10 instead of 1.2e-4
 confints <- list()
 for (s in specs) {
   for (method in c("REML", "ML")) {
     res <- fit_model(s, method, "z", "residual", tight = FALSE)
-    ci <- suppressWarnings(confint(res, control = list(tol = 1e-8)))
+    ci <- suppressWarnings(confint(res, control = list(tol = 1e-10)))
     ci <- if (length(res$sigma2) == 1) list(ci) else ci[seq_along(res$sigma2)]
     lb <- sapply(ci, function(x) x$random[1, "ci.lb"])
     ub <- sapply(ci, function(x) x$random[1, "ci.ub"])
@@ -226,8 +275,8 @@ out <- list(
   data = lapply(datasets, as.list),
   fits = fits, confint = confints, anova = anovas, robust = robusts, wald = walds, che = ches
 )
-writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, null = "null", na = "null"),
-           "tests/golden/rma_mv.json")
+writeLines(toJSON(full_precision(out), auto_unbox = TRUE, null = "null", na = "null",
+                  json_verbatim = TRUE), "tests/golden/rma_mv.json")
 cat("wrote tests/golden/rma_mv.json:", length(fits), "fits,", length(confints), "confints,",
     length(anovas), "anovas,", length(robusts), "robust,", length(walds), "wald,",
     length(ches), "che\n")
