@@ -113,6 +113,33 @@ def test_fixed_zero_component_gives_the_two_level_model():
     np.testing.assert_allclose(one.beta, two.beta, rtol=1e-8)
 
 
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("levels", [2, 3, 1])
+def test_closed_form_three_level_path_equals_the_block_path(reml, levels):
+    """The compound-symmetric closed forms (diagonal V, levels = studies or rows) give the
+    likelihood, its gradient and information of the general block algebra."""
+    from evidence.stats._mv_blocks import Blocks
+    from evidence.stats._mv_fit import evaluate
+
+    df = simulate(50, seed=11)
+    k = len(df)
+    study = df["study"].to_numpy()
+    codes = [study, np.arange(k), np.arange(k)][:levels]
+    rng = np.random.default_rng(5)
+    X = np.column_stack([np.ones(k), df["x"], rng.integers(0, 2, k)])
+    fast = Blocks(study, codes, df["vi"].to_numpy(), None, X, df["yi"].to_numpy())
+    slow = Blocks(
+        study, codes, df["vi"].to_numpy(), None, X, df["yi"].to_numpy(), closed_form=False
+    )
+    assert fast.fast is not None and slow.fast is None
+    s2 = rng.uniform(0.01, 0.2, levels)
+    for free in (None, np.arange(levels) == 0):
+        a = evaluate(fast, s2, reml, derivs=True, free=free)
+        b = evaluate(slow, s2, reml, derivs=True, free=free)
+        for key in ("ll", "ll_ml", "ll_reml", "beta", "vb", "rss", "logdet", "grad", "info"):
+            np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-10, err_msg=key)
+
+
 def test_block_covariance_rejects_blocks_of_the_wrong_shape():
     with pytest.raises(ModelError, match="shape"):
         BlockCovariance.from_blocks([1, 1, 2], [np.eye(3), np.eye(1)])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evidence.stats._mv_fast import CompoundBlocks
 from evidence.stats.covariance import BlockCovariance
 
 
@@ -110,6 +111,9 @@ class Blocks:
         Block-diagonal sampling covariance, or None (diagonal ``vi``).
     X, y
         Design matrix (k x p) and outcomes.
+    closed_form
+        Use the closed forms of :mod:`evidence.stats._mv_fast` (attribute ``fast``) when V is
+        diagonal and every level is the blocks or the rows.
     """
 
     def __init__(
@@ -120,19 +124,44 @@ class Blocks:
         V: BlockCovariance | None,
         X: np.ndarray,
         y: np.ndarray,
+        *,
+        closed_form: bool = True,
     ) -> None:
         self.k = int(block_codes.size)
         self.p = int(X.shape[1])
+        self.n_levels = len(level_codes)
         self.logdet_xtx = float(np.linalg.slogdet(X.T @ X)[1])
         nb = int(block_codes.max()) + 1 if self.k else 0
         self.nblocks = nb
-        order = np.argsort(block_codes, kind="stable")
-        sizes = np.bincount(block_codes, minlength=nb)
-        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        self.sizes = sizes
+        self._block_codes = block_codes
+        self._level_codes = level_codes
+        self.vi, self.V, self.X, self.y = vi, V, X, y
+        self._order = np.argsort(block_codes, kind="stable")
+        self.sizes = np.bincount(block_codes, minlength=nb)
         # a level equals the block partition when it has as many groups as there are blocks
         n_groups = [int(c.max()) + 1 for c in level_codes]  # codes are 0..n-1
-        self.groups: list[SizeGroup] = []
+        self._is_block = [
+            ng == nb and _nested(codes, block_codes)
+            for codes, ng in zip(level_codes, n_groups, strict=True)
+        ]
+        self._is_row = [ng == self.k for ng in n_groups]
+        self.fast: CompoundBlocks | None = None
+        simple = all(b or r for b, r in zip(self._is_block, self._is_row, strict=True))
+        if closed_form and V is None and simple:
+            self.fast = CompoundBlocks(self._order, self.sizes, np.array(self._is_block), vi, X, y)
+        self._groups: list[SizeGroup] | None = None
+
+    @property
+    def groups(self) -> list[SizeGroup]:
+        """The blocks stacked by size (built on first use)."""
+        if self._groups is None:
+            self._groups = self._build_groups()
+        return self._groups
+
+    def _build_groups(self) -> list[SizeGroup]:
+        order, sizes, V, vi = self._order, self.sizes, self.V, self.vi
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        groups: list[SizeGroup] = []
         for n in np.unique(sizes):
             cl = np.flatnonzero(sizes == n)
             rows = order[starts[cl][:, None] + np.arange(n)]
@@ -144,10 +173,13 @@ class Blocks:
             else:
                 Vs = V.gather(rows[:, :, None], rows[:, None, :])
             levels = [
-                _level_kind(codes, rows, ng == nb and _nested(codes, block_codes))
-                for codes, ng in zip(level_codes, n_groups, strict=True)
+                _level_kind(codes, rows, is_block)
+                for codes, is_block in zip(self._level_codes, self._is_block, strict=True)
             ]
-            self.groups.append(SizeGroup(int(n), rows, cl, X[rows], y[rows], Vs, levels, vdiag))
+            groups.append(
+                SizeGroup(int(n), rows, cl, self.X[rows], self.y[rows], Vs, levels, vdiag)
+            )
+        return groups
 
 
 def _nested(codes: np.ndarray, block_codes: np.ndarray) -> bool:

@@ -32,6 +32,7 @@ import numpy as np
 
 from evidence.errors import ConvergenceError, ModelError
 from evidence.stats._mv_blocks import Blocks
+from evidence.stats._mv_fast import evaluate_fast
 
 LOG2PI = math.log(2.0 * math.pi)
 
@@ -115,6 +116,11 @@ def evaluate(
     np.linalg.LinAlgError
         A block of M is not positive definite.
     """
+    if blocks.fast is not None and not keep:
+        return evaluate_fast(
+            blocks.fast, np.asarray(sigma2, dtype=float), reml, derivs, free,
+            blocks.logdet_xtx, Evaluation, LOG2PI,
+        )  # fmt: skip
     p, k = blocks.p, blocks.k
     logdet = 0.0
     XtMX = np.zeros((p, p))

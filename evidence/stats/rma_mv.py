@@ -553,21 +553,39 @@ def _fit_stats(ll: float, parms: int, n: int, half_dev: float) -> dict[str, floa
 
 def _qe_trp(blocks: Blocks, reml: bool, k: int, p: int) -> tuple[float, float, float, float]:
     """QE = y'P_V y, tr(P_V) and the saturated log-likelihood, with W = V^{-1}."""
-    zero = np.zeros(len(blocks.groups[0].levels))
-    try:
-        ev = evaluate(blocks, zero, reml, keep=True)
-    except np.linalg.LinAlgError:
-        return float("nan"), float("nan"), float("nan"), float("nan")
-    trW = 0.0
-    XWWX = np.zeros((blocks.p, blocks.p))
-    for g, Winv in zip(blocks.groups, ev.minv, strict=True):
-        trW += float(np.einsum("bii->", Winv))
-        WX = Winv @ g.X
-        XWWX += np.einsum("bip,biq->pq", WX, WX)
-    trP = trW - float(np.sum(ev.vb * XWWX))
-    QE = ev.rss
+    nan = float("nan")
+    if blocks.V is None:  # W diagonal: weighted least squares on the rows
+        v = blocks.vi
+        if np.any(v <= 0.0):
+            return nan, nan, nan, nan
+        w = 1.0 / v
+        X, y = blocks.X, blocks.y
+        WX = X * w[:, None]
+        XtWX = X.T @ WX
+        try:
+            vb = np.linalg.inv(XtWX)
+        except np.linalg.LinAlgError:
+            return nan, nan, nan, nan
+        e = y - X @ np.linalg.solve(XtWX, WX.T @ y)
+        QE = float(np.sum(w * e * e))
+        trP = float(np.sum(w) - np.sum(vb * (WX.T @ WX)))
+        logdet = float(np.sum(np.log(v)))
+    else:
+        zero = np.zeros(blocks.n_levels)
+        try:
+            ev = evaluate(blocks, zero, reml, keep=True)
+        except np.linalg.LinAlgError:
+            return nan, nan, nan, nan
+        trW = 0.0
+        XWWX = np.zeros((blocks.p, blocks.p))
+        for g, Winv in zip(blocks.groups, ev.minv, strict=True):
+            trW += float(np.einsum("bii->", Winv))
+            WX = Winv @ g.X
+            XWWX += np.einsum("bip,biq->pq", WX, WX)
+        trP = trW - float(np.sum(ev.vb * XWWX))
+        QE, logdet = ev.rss, ev.logdet
     QEp = float(_st.chi2.sf(QE, k - p)) if k > p else 1.0
-    ll_qe = -0.5 * k * LOG2PI - 0.5 * ev.logdet
+    ll_qe = -0.5 * k * LOG2PI - 0.5 * logdet
     return float(QE), QEp, trP, float(ll_qe)
 
 

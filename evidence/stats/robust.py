@@ -197,7 +197,9 @@ def _cr2(fit: RmaMvResult, codes: np.ndarray, n: int):
     beta = np.asarray(fit.beta)
     vbm = np.asarray(fit.vb)
     Lvb = np.linalg.cholesky(vbm)
-    blocks = Blocks(codes, list(model.level_codes), model.vi, model.V, model.X, model.yi)
+    blocks = Blocks(
+        codes, list(model.level_codes), model.vi, model.V, model.X, model.yi, closed_form=False
+    )
     meat = np.zeros((p, p))
     S_all = np.zeros((n, p, p))
     H_all = np.zeros((n, p, p))
