@@ -13,18 +13,12 @@ import typer
 from rich import box
 from rich.table import Table
 
-from evidence.cli.app import console, fail
+from evidence.cli.app import DatabaseUrl, console, fail
 from evidence.errors import EvidenceError
 
 __all__ = ["register"]
 
 PLOTS = ("forest", "funnel", "cumulative", "bubble", "living")
-_URL = typer.Option(
-    None,
-    "--url",
-    help="Database URL (default: EVIDENCE_DATABASE_URL, else sqlite:///evidence.db).",
-    show_default=False,
-)
 _REVIEW = typer.Option(
     None, "--review", help="Review name (default: the database's only review).", show_default=False
 )
@@ -104,7 +98,7 @@ def register(app: typer.Typer) -> None:
         view: str = _VIEW,
         output: Path = _OUTPUT,
         review: str | None = _REVIEW,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """Draw a figure of a view (PNG or SVG, chosen by the file suffix)."""
         from evidence.plots import save
@@ -126,7 +120,7 @@ def register(app: typer.Typer) -> None:
         view: str = _VIEW,
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """Egger's test (three-level for multilevel views), Begg's rank test, trim and fill,
         PET-PEESE and fail-safe N of a view."""
@@ -155,7 +149,7 @@ def register(app: typer.Typer) -> None:
         ),
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
-        url: str | None = _URL,
+        url: DatabaseUrl = None,
     ) -> None:
         """The sensitivity analyses of a view in one table: the view's own model, overall,
         one effect per study, lowest/highest, outliers and influential cases removed, low

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evidence.cli.app import console, fail
+from evidence.cli.app import DatabaseUrl, console, fail
 from evidence.errors import EvidenceError
 
 __all__ = ["register"]
@@ -31,10 +31,7 @@ def register(app: typer.Typer) -> None:
             None, "--review", help="Review name (default: the database's only review).",
             show_default=False,
         ),
-        url: str | None = typer.Option(
-            None, "--url", help="Database URL (default: EVIDENCE_DATABASE_URL, else "
-            "sqlite:///evidence.db).", show_default=False,
-        ),
+        url: DatabaseUrl = None,
     ) -> None:  # fmt: skip
         """Write the living report: estimates, forest and funnel plots, bias tests, what
         changed since the previous report, provenance (self-contained, no network)."""
