@@ -280,3 +280,14 @@ def test_report_command_with_a_missing_previous_report_fails_in_one_line(url, tm
     assert result.exit_code != 0
     assert result.output.strip().startswith("error: cannot read the previous report")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_view_sensitivity_from_python_starts_with_the_views_own_model(engine) -> None:
+    from evidence.views import view_sensitivity
+
+    found = view_sensitivity(fit_view(engine, "mental-overall"))
+    first = found.rows[0]
+    assert first.analysis == "model" and first.label == "View's model (che)"
+    stored = show_view(engine, "mental-overall").headline
+    assert first.g == pytest.approx(stored["estimate"], abs=1e-10)
+    assert first.ci_lb == pytest.approx(stored["ci_lb"], abs=1e-10)

@@ -160,9 +160,7 @@ def register(app: typer.Typer) -> None:
         try:
             with _engine(url) as engine:
                 vf = fit_view(engine, view, review=review)
-            found = view_sensitivity(vf, rho=rho).with_model(
-                vf.result, f"View's model ({vf.spec.model})"
-            )
+            found = view_sensitivity(vf, rho=rho)
         except EvidenceError as error:
             fail(error)
             return

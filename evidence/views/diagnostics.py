@@ -140,7 +140,8 @@ def bias_tests(vf: ViewFit) -> BiasTests:
 def view_sensitivity(vf: ViewFit, *, rho: float | None = None) -> Any:
     """The sensitivity suite (:func:`evidence.stats.sensitivity.sensitivity_suite`) on the
     view's rows: its study, effect ids, risk of bias, tau^2 estimator, test and level; rho
-    the view's (CHE) or 0.6."""
+    the view's (CHE) or 0.6. The first row is the view's own model, as its estimate table
+    shows it."""
     from evidence.stats.sensitivity import sensitivity_suite
 
     o = vf.spec.options
@@ -156,4 +157,6 @@ def view_sensitivity(vf: ViewFit, *, rho: float | None = None) -> Any:
         method=method if method in _UNI_METHODS else "REML",
         test=test if test in ("z", "t", "knha") else "z",
         level=float(o.get("level", 95)),
+        model=vf.result,
+        model_label=f"View's model ({vf.spec.model})",
     )
