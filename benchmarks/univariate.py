@@ -13,14 +13,16 @@ are fitted in the same run by
 * statsmodels: ``combine_effects(method_re="iterated")`` (Paule-Mandel; statsmodels has no
   REML), compared with evidence's ``method="PM"``.
 
-Prints times (best of ``--repeat``), ratios to evidence, and the largest absolute difference
-in tau2 and beta against evidence's estimate with the same estimator.
+Prints times (best of ``--repeat``; PyMARE once, after a warm-up run on small data so that its
+import is not timed), ratios to evidence, and the largest absolute difference in tau2 and
+beta against evidence's estimate with the same estimator.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -98,6 +100,15 @@ def main() -> None:
     args = ap.parse_args()
     sizes = sorted(set(args.sizes) | set(args.metafor_sizes))
 
+    # import the peers and run each once on small data first, so no import is timed
+    y0, v0 = simulate(50)
+    for warm in (run_pymare, run_statsmodels):
+        try:
+            warm(y0, v0)
+        except ImportError:
+            pass
+    one, five, fifteen = os.getloadavg()
+    print(f"machine: load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores")
     print(
         f"{'k':>9}  {'peer':<22} {'time (s)':>10} {'ratio':>12} {'|d tau2|':>10} {'|d beta|':>10}"
     )
@@ -141,6 +152,8 @@ def main() -> None:
         except ImportError:
             print(f"{k:>9}  statsmodels not installed")
         del res_kh
+    one, five, fifteen = os.getloadavg()
+    print(f"end: load average {one:.2f}, {five:.2f}, {fifteen:.2f}")
 
 
 if __name__ == "__main__":
