@@ -88,7 +88,9 @@ def test_golden_grid_is_complete():
         (i, m) for i in ids for m in ("REML", "ML")
     }
     assert len(GOLDEN["anova"]) == 14 and len(GOLDEN["robust"]) == 14
+    assert all({"default", "cr0", "cr2"} <= set(c) for c in GOLDEN["robust"])
     assert len(GOLDEN["wald"]) == 8
+    assert [c["id"] for c in GOLDEN["printed"]] == ["k11", "a16_mods", "sim4"]
     assert {(c["id"], c["smooth_vi"]) for c in GOLDEN["che"]} == {
         (i, s) for i in ("a16", "a16_mods", "sim1", "sim2_mods") for s in (False, True)
     }
@@ -162,17 +164,17 @@ def test_likelihood_ratio_test_of_dropping_the_outer_level_matches_metafor(case)
 
 
 @pytest.mark.parametrize("case", GOLDEN["robust"], ids=lambda c: f"{c['id']}-{c['method']}")
-@pytest.mark.parametrize("kind", ["default", "cr2"])
+@pytest.mark.parametrize("kind", ["default", "cr0", "cr2"])
 def test_robust_inference_matches_metafor_and_clubsandwich(case, kind):
     spec = SPECS[case["id"]]
     fit = fit_case(spec, case["method"])
     cl = DATA[spec["data"]][case["cluster"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rob = robust(fit, cl, clubSandwich=(kind == "cr2"))
+        rob = robust(fit, cl, adjust=(kind != "cr0"), clubSandwich=(kind == "cr2"))
     g = case[kind]
     assert rob.n_clusters == g["n"]
-    assert rob.robust_type == ("CR2" if kind == "cr2" else "CR1")
+    assert rob.robust_type == {"default": "CR1", "cr0": "CR0", "cr2": "CR2"}[kind]
     for key, gkey in (("se", "se"), ("zval", "tval"), ("ci_lb", "ci_lb"), ("ci_ub", "ci_ub")):
         close(getattr(rob, key), g[gkey], ITER, atol=1e-12)
     close(rob.ddf, g["ddf"], ITER)
@@ -226,3 +228,10 @@ def test_che_working_model_matches_clubsandwich_and_metafor(case):
     close_p(rob.pval, g["pval"])
     close(rob.QM, g["QM"], ITER)
     close_p(rob.QMp, g["QMp"])
+
+
+@pytest.mark.parametrize("case", GOLDEN["printed"], ids=lambda c: c["id"])
+def test_printed_result_is_metafors_text(case):
+    """str(result) reproduces metafor's print(res) line for line, trailing blanks included."""
+    res = fit_case(SPECS[case["id"]], case["method"], case["test"], case["dfs"])
+    assert str(res).rstrip("\n") == case["text"].rstrip("\n")

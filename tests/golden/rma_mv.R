@@ -187,6 +187,17 @@ for (s in specs) {
   }
 }
 
+# printed output (print.rma.mv) of three fits, for str(result)
+printed <- list()
+for (pc in list(list(id = "k11", method = "REML", test = "z", dfs = "residual"),
+                list(id = "a16_mods", method = "REML", test = "t", dfs = "contain"),
+                list(id = "sim4", method = "ML", test = "z", dfs = "residual"))) {
+  s <- specs[[which(sapply(specs, function(x) x$id) == pc$id)]]
+  res <- fit_model(s, pc$method, pc$test, pc$dfs)
+  printed[[length(printed) + 1]] <- c(pc, list(text = paste(capture.output(print(res)),
+                                                            collapse = "\n")))
+}
+
 # profile-likelihood CIs: metafor's default optimiser for the profile refits (a tighter one
 # makes nlminb report false convergence there), root tolerance 1e-10 instead of 1.2e-4
 confints <- list()
@@ -230,8 +241,10 @@ for (s in specs) {
     res <- fit_model(s, method, "z", "residual")
     r1 <- robust(res, cluster = cl)
     r2 <- robust(res, cluster = cl, clubSandwich = TRUE)
+    r0 <- robust(res, cluster = cl, adjust = FALSE)
     robusts[[length(robusts) + 1]] <- list(id = s$id, method = method, cluster = s$cluster,
-                                           default = robust_out(r1), cr2 = robust_out(r2))
+                                           default = robust_out(r1), cr2 = robust_out(r2),
+                                           cr0 = robust_out(r0))
     ct <- coef_test(res, vcov = "CR2", cluster = cl, test = "Satterthwaite")
     if (res$p >= 3) {
       for (cons in list(2:3, 2:res$p)) {
@@ -273,7 +286,8 @@ out <- list(
   versions = list(metafor = as.character(packageVersion("metafor")),
                   clubSandwich = as.character(packageVersion("clubSandwich"))),
   data = lapply(datasets, as.list),
-  fits = fits, confint = confints, anova = anovas, robust = robusts, wald = walds, che = ches
+  fits = fits, confint = confints, anova = anovas, robust = robusts, wald = walds, che = ches,
+  printed = printed
 )
 writeLines(toJSON(full_precision(out), auto_unbox = TRUE, null = "null", na = "null",
                   json_verbatim = TRUE), "tests/golden/rma_mv.json")
