@@ -2,7 +2,7 @@
 database takes the same URL option."""
 
 import pytest
-import typer
+from _cli_commands import commands
 from typer.testing import CliRunner
 
 from evidence.cli import app
@@ -17,22 +17,8 @@ def test_evidence_help_lists_the_program() -> None:
 
 # --------------------------------------------------------------------------- database URL
 
-#: Modules (owned elsewhere) that still declare their own ``--url`` option; remove a module
-#: from this set when it switches to ``evidence.cli.app.DatabaseUrl``.
-_OWN_URL_OPTION: set[str] = set()
-
-
-def _commands(command=None, path=()):  # noqa: ANN001, ANN202 - click objects
-    command = command or typer.main.get_command(app)
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            yield from _commands(sub, (*path, name))
-    else:
-        yield " ".join(path), command
-
-
 def _url_params():  # noqa: ANN202
-    for name, command in _commands():
+    for name, command in commands():
         for param in command.params:
             if param.name in ("url", "database") or {"--url", "--database"} & set(param.opts):
                 yield name, command, param
@@ -40,9 +26,7 @@ def _url_params():  # noqa: ANN202
 
 def test_every_command_that_opens_a_database_spells_the_url_option_the_same_way() -> None:
     seen = set()
-    for name, command, param in _url_params():
-        if command.callback.__module__ in _OWN_URL_OPTION:
-            continue
+    for name, _command, param in _url_params():
         seen.add(name)
         assert param.opts == ["--url", "--database", "-d"], name
         assert param.help == URL_HELP, name

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import re
 
-import typer
+from _cli_commands import commands
 
-from evidence.cli import app
 from evidence.config import project_root
 
 README = (project_root() / "README.md").read_text(encoding="utf-8")
 
 
-def _commands(command=None, path=()):  # noqa: ANN001, ANN202 - click objects
-    command = command or typer.main.get_command(app)
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            yield from _commands(sub, (*path, name))
-    else:
-        yield " ".join(path), command
-
-
 def test_every_command_has_help_and_appears_in_the_readme() -> None:
     missing = []
-    for name, command in _commands():
+    for name, command in commands():
         assert (command.help or "").strip(), f"`evidence {name}` has no help text"
         if not re.search(rf"evidence {re.escape(name)}\b", README):
             missing.append(name)

@@ -185,7 +185,18 @@ def evaluate_fast(cb: CompoundBlocks, sigma2, reml, derivs, free, logdet_xtx, ev
             T1[i, j] = pair(T1v, a, b)
             T2[i, j] = float(np.sum(Q * pair(Kv, a, b).T))
             U[i, j] = pair(Uv, a, b)
-    yPSPSPy = U - w @ Q @ w.T
+    return set_derivatives(ev, reml, tr, quad, Q, F, T1, T2, U, w)
+
+
+def set_derivatives(ev, reml, tr, quad, Q, F, T1, T2, U, w):
+    """Gradient, expected (Fisher) and observed information of the (restricted) likelihood.
+
+    From the per-level pieces both evaluators compute: ``tr`` = tr(M^-1 S_a), ``quad`` =
+    y'P S_a P y, ``F`` = X'M^-1 S_a M^-1 X, ``T1``/``T2``/``U`` the pairwise traces and
+    quadratic forms, ``w`` = X'M^-1 S_a M^-1 y, ``Q`` = (X'M^-1 X)^-1. REML subtracts the
+    fixed effects' share (``P`` instead of ``M^-1``).
+    """
+    yPSPSPy = U - w @ Q @ w.T  # y'P S_a P S_b P y = u_a'M^-1 u_b - w_a' Q w_b
     if reml:
         trP = tr - np.einsum("pq,aqp->a", Q, F)
         QF = np.einsum("pq,aqr->apr", Q, F)

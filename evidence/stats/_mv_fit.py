@@ -32,7 +32,7 @@ import numpy as np
 
 from evidence.errors import ConvergenceError, ModelError
 from evidence.stats._mv_blocks import Blocks
-from evidence.stats._mv_fast import evaluate_fast
+from evidence.stats._mv_fast import evaluate_fast, set_derivatives
 
 LOG2PI = math.log(2.0 * math.pi)
 
@@ -190,20 +190,7 @@ def evaluate(
     for a in range(m):
         for b in range(a):
             T1[a, b], T2[a, b], U[a, b] = T1[b, a], T2[b, a], U[b, a]
-    # y'P S_a P S_b P y = u_a'Minv u_b - w_a' Q w_b
-    yPSPSPy = U - w @ Q @ w.T
-    if reml:
-        trP = tr_minv - np.einsum("pq,aqp->a", Q, F)
-        QF = np.einsum("pq,aqr->apr", Q, F)
-        T = T1 - 2.0 * T2 + np.einsum("apq,bqp->ab", QF, QF)
-        grad = -0.5 * trP + 0.5 * quad
-    else:
-        T = T1
-        grad = -0.5 * tr_minv + 0.5 * quad
-    ev.grad = grad
-    ev.fisher = 0.5 * T
-    ev.info = yPSPSPy - 0.5 * T
-    return ev
+    return set_derivatives(ev, reml, tr_minv, quad, Q, F, T1, T2, U, w)
 
 
 @dataclass
