@@ -84,6 +84,7 @@ __all__ = [
     "validate_metapsy",
     "metapsy_effect_sizes",
     "infer_sign",
+    "compare_effects",
     "compare_with_file",
     "write_metapsy",
 ]
@@ -523,7 +524,27 @@ def compare_with_file(
     ``tolerance + 1e-9`` (Metapsy may round to two decimals, hence 0.005).
     """
     est = metapsy_effect_sizes(frame, sign=sign, formulas=formulas)
-    g, se = est["g"].to_numpy(), est["g_se"].to_numpy()
+    return compare_effects(
+        frame, est["g"].to_numpy(), est["g_se"].to_numpy(), est["g_formula"].to_numpy(),
+        sign=sign, formulas=formulas, tolerance=tolerance,
+    )  # fmt: skip
+
+
+def compare_effects(
+    frame: pd.DataFrame,
+    g: np.ndarray,
+    se: np.ndarray,
+    formula: np.ndarray,
+    *,
+    sign: str,
+    formulas: str,
+    tolerance: float = 0.005,
+) -> MetapsyComparison:
+    """Compare given *g* and *se* (one per row of *frame*) with its ``.g`` and ``.g_se``.
+
+    A row agrees when both ``|g - .g|`` and ``|se - .g_se|`` are at most
+    ``tolerance + 1e-9``; *formula* labels each row in the list of disagreeing rows.
+    """
     fg, fse = _col(frame, ".g"), _col(frame, ".g_se")
     both = ~np.isnan(g) & ~np.isnan(fg)
     dg = np.abs(g - fg)
@@ -533,7 +554,7 @@ def compare_with_file(
     bad = both & ~ok
     cols = [c for c in ("file_row", "study", "instrument", "time") if c in frame.columns]
     dis = frame.loc[bad, cols].copy()
-    dis["formula"] = est["g_formula"].to_numpy()[bad]
+    dis["formula"] = np.asarray(formula, dtype=object)[bad]
     dis["g"], dis[".g"] = g[bad], fg[bad]
     dis["g_se"], dis[".g_se"] = se[bad], fse[bad]
     return MetapsyComparison(

@@ -61,6 +61,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,9 @@ from evidence.ingest.loader import IngestReport, ingest
 from evidence.ingest.metapsy import (
     NUMERIC_COLUMNS,
     MetapsyComparison,
+    _col,
+    _fmt,
+    compare_effects,
     infer_sign,
     metapsy_effect_sizes,
     read_metapsy,
@@ -141,13 +146,6 @@ def _slug(*parts: Any) -> str:
 def _moderator_name(column: str) -> str:
     name = re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
     return name if re.match(r"^[a-z]", name) else f"m_{name}"
-
-
-def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A numeric column as floats; all missing when the file does not have it."""
-    if column in frame.columns:
-        return frame[column].to_numpy(dtype=float, na_value=np.nan)
-    return np.full(len(frame), np.nan)
 
 
 def _present(value: Any) -> bool:
@@ -288,7 +286,7 @@ def metapsy_sheets(
     a2 = [(_slug(c, m) or "arm-2") for c, m in zip(txt("condition_arm2"), txt("multi_arm2"),
                                                       strict=True)]  # fmt: skip
     a2 = [b + "-2" if a == b else b for a, b in zip(a1, a2, strict=True)]
-    weeks = _values(rows, "time_weeks")
+    weeks = _col(rows, "time_weeks")
     tp = [f"{t}-{w:g}w" if w == w else t for t, w in zip(time, weeks, strict=True)]
     otype = rows["formula"].map(_FORMULA_TYPE)
     domain = txt("outcome_category").fillna("outcome")
@@ -308,7 +306,7 @@ def metapsy_sheets(
     # outcome directions (module docstring): "lower" stores direction=lower for scores
     failures: list[dict] = []
     if direction == "file":
-        fg = _values(rows, ".g")
+        fg = _col(rows, ".g")
         vote = np.sign(fg) * np.sign(g_metapsy)  # +1: .g oriented as Metapsy's g
         vote[pre] = np.nan  # precalc_g is oriented as .g itself: it tells nothing
         votes = pd.DataFrame({"study": study, "outcome": ok, "vote": vote}).dropna()
@@ -415,18 +413,18 @@ def metapsy_sheets(
     for fname, kind in kinds.items():
         sel = formula == fname
         for src, dst in _STAT_MAP[kind].items():
-            results.loc[sel, dst] = _values(rows, src)[sel]
+            results.loc[sel, dst] = _col(rows, src)[sel]
     pre = formula == "precalc"
     # precalc_g as a raw (unflipped) reported effect: the store flips it by the outcome's
     # direction; under "file" the stored value must be precalc_g as the file gives it
     lower = np.array([outcome_dir[(s_, o_)] == "lower" for s_, o_ in
                       zip(study, ok, strict=True)], dtype=bool)  # fmt: skip
-    reported = _values(rows, "precalc_g") if direction == "file" else g_metapsy
+    reported = _col(rows, "precalc_g") if direction == "file" else g_metapsy
     reported = np.where(lower, -reported, reported) if direction == "file" else reported
     results.loc[pre, "yi_reported"] = reported[pre]
-    results.loc[pre, "vi_reported"] = _values(rows, "precalc_g_se")[pre] ** 2
+    results.loc[pre, "vi_reported"] = _col(rows, "precalc_g_se")[pre] ** 2
     for src, dst in _BASELINE.items():
-        results[dst] = _values(rows, src)
+        results[dst] = _col(rows, src)
     # effect-level moderators go on the results sheet, study-level ones on the studies sheet
     for m in moderators:
         source = rows[m.column] if m.level == "effect" else first[m.column]
@@ -613,6 +611,18 @@ def _in_file_terms(error: ValidationError, tmp: str, file: str, sheets, rows) ->
         f"written)", out)  # fmt: skip
 
 
+@contextmanager
+def _connect(database: str | sa.Engine | None) -> Iterator[sa.Connection]:
+    """A connection to *database* (an engine, or a URL whose engine is disposed of after)."""
+    engine = database if isinstance(database, sa.Engine) else get_engine(database)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        if engine is not database:
+            engine.dispose()
+
+
 def _stored_effects(conn: sa.Connection, review: str) -> pd.DataFrame:
     t = metadata.tables
     s, r, e, rv = t["study"], t["result"], t["effect_size"], t["review"]
@@ -628,13 +638,8 @@ def _stored_effects(conn: sa.Connection, review: str) -> pd.DataFrame:
 def _compare(database, review: str, rows: pd.DataFrame, direction: str,
              sign: str) -> MetapsyComparison:  # fmt: skip
     """The stored effect sizes of the imported rows against the file's ``.g``/``.g_se``."""
-    engine = database if isinstance(database, sa.Engine) else get_engine(database)
-    try:
-        with engine.connect() as conn:
-            stored = _stored_effects(conn, review)
-    finally:
-        if engine is not database:
-            engine.dispose()
+    with _connect(database) as conn:
+        stored = _stored_effects(conn, review)
     key = rows.assign(study=rows["study"].map(lambda v: str(v).strip()))
     merged = key.merge(stored, on=["study", "result_key"], how="left", suffixes=("", "_db"))
     yi, vi = merged["yi"].to_numpy(dtype=float), merged["vi"].to_numpy(dtype=float)
@@ -644,24 +649,10 @@ def _compare(database, review: str, rows: pd.DataFrame, direction: str,
         raw = np.where(merged["flipped"].fillna(False).astype(bool), -yi, yi)
         metapsy = np.where(merged["formula_db"].fillna("").str.startswith("SMD:logOR"), -raw, raw)
         g = -metapsy if sign == "reversed" else metapsy
-    fg, fse = _values(merged, ".g"), _values(merged, ".g_se")
-    se = np.sqrt(vi)
-    both = ~np.isnan(g) & ~np.isnan(fg)
-    dg, dse = np.abs(g - fg), np.abs(se - fse)
-    tol = TOLERANCE + 1e-9
-    agree = both & (dg <= tol) & ~(dse > tol)
-    bad = both & ~agree
-    cols = [c for c in ("file_row", "study", "instrument", "time") if c in merged.columns]
-    dis = merged.loc[bad, cols].copy()
-    dis["formula"] = merged.loc[bad, "formula_db"].to_numpy()
-    dis["g"], dis[".g"], dis["g_se"], dis[".g_se"] = g[bad], fg[bad], se[bad], fse[bad]
-    return MetapsyComparison(
-        n_rows=len(merged), n_compared=int(both.sum()), n_within=int(agree.sum()),
-        tolerance=TOLERANCE,
-        max_abs_diff_g=float(np.nanmax(dg[both])) if both.any() else float("nan"),
-        max_abs_diff_se=float(np.nanmax(dse[both])) if both.any() else float("nan"),
+    return compare_effects(
+        merged, g, np.sqrt(vi), merged["formula_db"].to_numpy(),
         sign=sign if direction != "file" else "file", formulas="escalc (the store's)",
-        disagreeing=dis.reset_index(drop=True),
+        tolerance=TOLERANCE,
     )  # fmt: skip
 
 
@@ -706,13 +697,8 @@ def export_metapsy(
     """
     if sign not in EXPORT_SIGNS:
         raise ValidationError(f"sign must be one of {', '.join(EXPORT_SIGNS)}, not {sign!r}")
-    engine = database if isinstance(database, sa.Engine) else get_engine(database)
-    try:
-        with engine.connect() as conn:
-            frame, name, left_out = _export_frame(conn, review, sign)
-    finally:
-        if engine is not database:
-            engine.dispose()
+    with _connect(database) as conn:
+        frame, name, left_out = _export_frame(conn, review, sign)
     write_metapsy(frame, path)
     return MetapsyExport(path=str(path), review=name, rows=len(frame), left_out=left_out,
                          sign=sign)  # fmt: skip
@@ -798,11 +784,6 @@ def _export_frame(conn: sa.Connection, review: str | None, sign: str):
     return out, name, left_out
 
 
-def _decimal_comma(x: float) -> str:
-    text = repr(float(x))
-    return (text[:-2] if text.endswith(".0") else text).replace(".", ",")
-
-
 def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.DataFrame):
     t = metadata.tables
     m, v = t["moderator"], t["moderator_value"]
@@ -820,8 +801,7 @@ def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.
             )
         ).all()
         frame = pd.DataFrame(values, columns=["study_id", "result_id", "text", "num"])
-        number = frame["num"].map(lambda x: _decimal_comma(x) if x == x and x is not None
-                                  else None)  # fmt: skip
+        number = frame["num"].map(lambda x: None if x is None else _fmt(x))
         value = frame["text"].where(frame["text"].notna(), number)
         if mod.level == "study":
             lookup = dict(zip(frame["study_id"], value, strict=True))

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from evidence.errors import ModelError
+
 __all__ = ["CompoundBlocks"]
 
 
@@ -101,14 +103,25 @@ class CompoundBlocks:
         return float(-np.log(d).sum() + np.log1p(c * s).sum())
 
 
+def gls_solve(XtMX: np.ndarray, XtMy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cholesky factor of X'M^-1 X, its (symmetrised) inverse Q and the GLS estimate beta.
+
+    Raises ModelError when X'M^-1 X is not positive definite (X not of full rank).
+    """
+    try:
+        chol = np.linalg.cholesky(XtMX)
+    except np.linalg.LinAlgError as err:
+        raise ModelError("The model matrix is not of full rank; cannot fit the model.") from err
+    Q = np.linalg.inv(XtMX)
+    return chol, 0.5 * (Q + Q.T), np.linalg.solve(XtMX, XtMy)
+
+
 def evaluate_fast(cb: CompoundBlocks, sigma2, reml, derivs, free, logdet_xtx, ev_cls, log2pi):
     """One evaluation of the likelihood (and derivatives) in closed form.
 
     Returns the same :class:`~evidence.stats._mv_fit.Evaluation` as the block path; see
     :func:`evidence.stats._mv_fit.evaluate` for the quantities and their formulas.
     """
-    from evidence.errors import ModelError
-
     X, y = cb.X, cb.y
     k, p = X.shape
     d, s, f, c = cb.parts(sigma2)
@@ -118,13 +131,7 @@ def evaluate_fast(cb: CompoundBlocks, sigma2, reml, derivs, free, logdet_xtx, ev
     XtMX = X.T @ A
     XtMX = 0.5 * (XtMX + XtMX.T)
     XtMy = A.T @ y
-    try:
-        cXtMX = np.linalg.cholesky(XtMX)
-    except np.linalg.LinAlgError as err:
-        raise ModelError("The model matrix is not of full rank; cannot fit the model.") from err
-    Q = np.linalg.inv(XtMX)
-    Q = 0.5 * (Q + Q.T)
-    beta = np.linalg.solve(XtMX, XtMy)
+    cXtMX, Q, beta = gls_solve(XtMX, XtMy)
     res = y - X @ beta
     r = cb.minv(d, f, res)  # P y
     rss = float(res @ r)

@@ -32,7 +32,7 @@ import numpy as np
 
 from evidence.errors import ConvergenceError, ModelError
 from evidence.stats._mv_blocks import Blocks
-from evidence.stats._mv_fast import evaluate_fast, set_derivatives
+from evidence.stats._mv_fast import evaluate_fast, gls_solve, set_derivatives
 
 LOG2PI = math.log(2.0 * math.pi)
 
@@ -135,13 +135,7 @@ def evaluate(
         minvs.append(Minv)
         MXs.append(MX)
     XtMX = 0.5 * (XtMX + XtMX.T)
-    try:
-        cXtMX = np.linalg.cholesky(XtMX)
-    except np.linalg.LinAlgError as err:
-        raise ModelError("The model matrix is not of full rank; cannot fit the model.") from err
-    Q = np.linalg.inv(XtMX)
-    Q = 0.5 * (Q + Q.T)
-    beta = np.linalg.solve(XtMX, XtMy)
+    cXtMX, Q, beta = gls_solve(XtMX, XtMy)
     rss = 0.0
     resid, Prs = [], []
     for g, Minv in zip(blocks.groups, minvs, strict=True):
