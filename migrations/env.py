@@ -91,7 +91,9 @@ def run_migrations_offline() -> None:
 def _complete_dataset_view(connection: sa.Connection, started: str | None) -> None:
     """After an upgrade to head: ``analysis_dataset`` has a column per declared moderator."""
     current = context.get_context().get_current_revision()
-    if current != started and current == context.get_head_revision():
+    if current == started or current != context.get_head_revision():
+        return
+    if "analysis_dataset" in sa.inspect(connection).get_view_names():  # not after a bare stamp
         ensure_dataset_view(connection)
 
 

@@ -73,9 +73,8 @@ def downgrade_command(
     except EvidenceError as error:
         fail(error)
     if state.dropped:
-        console.print(
-            f"dropped {migrate.describe_losses(state.dropped)}", highlight=False, soft_wrap=True
-        )
+        text = f"dropped {migrate.describe_losses(state.dropped)}"
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
     _show(state)
 
 

@@ -252,13 +252,13 @@ class DataLoss:
     kept_in: int | None = None
 
     def __str__(self) -> str:
-        if self.column is None:
-            text = f"table {self.table} ({_plural(self.count, 'row')})"
-        else:
-            text = f"column {self.table}.{self.column} ({_plural(self.count, 'value')})"
+        noun = "row" if self.column is None else "value"
+        count = _plural(self.count, noun)
         if self.kept_in is not None:
-            text += f" [kept in change_log, data revision {self.kept_in}]"
-        return text
+            count += f"; kept in change_log, data revision {self.kept_in}"
+        if self.column is None:
+            return f"table {self.table} ({count})"
+        return f"column {self.table}.{self.column} ({count})"
 
 
 def _plural(count: int, noun: str) -> str:
