@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -282,7 +282,7 @@ class DowngradeRefused(DatabaseError):
         super().__init__(
             f"refusing to downgrade to {target}: it would drop data {describe_losses(losses)};"
             " nothing was changed; export what you need, then downgrade with --drop-data",
-            details=[loss.__dict__ for loss in losses],
+            details=[asdict(loss) for loss in losses],
         )
 
 
