@@ -7,6 +7,19 @@ The URL comes from (first found): ``config.attributes["url"]`` (set by
 SQLite migrations run with foreign keys off (batch mode rebuilds tables by copy, drop and
 rename; with foreign keys on, dropping a parent table would cascade into its children),
 inside one transaction, and check the foreign keys before commit.
+
+Every migration runs in one transaction, which ends with two checks:
+
+* a downgrade that dropped a table holding rows or a column holding values (each step
+  counts them with :func:`evidence.db.migrate.guard_downgrade` before it drops anything)
+  is refused unless ``-x drop_data=yes``: :class:`~evidence.db.migrate.DowngradeRefused`
+  names every revision, table, column and count, and the transaction rolls back;
+* an upgrade that ends at head re-creates ``analysis_dataset`` with a column per declared
+  moderator when its columns do not match them
+  (:func:`evidence.views.sqlviews.ensure_dataset_view`): revision 0004 creates the view
+  with its fixed columns only, so going down to 0003 and back would otherwise lose the
+  moderator columns. This runs the current code's view definition, which is only known
+  to fit the schema at head, so it is done here and not in revision 0004.
 """
 
 from __future__ import annotations
@@ -18,9 +31,11 @@ import sqlalchemy as sa
 from alembic import context
 
 from evidence.config import database_url
+from evidence.db import migrate
 from evidence.db.engine import get_engine
 from evidence.db.models import metadata
 from evidence.views import models as _view_models  # noqa: F401  (analysis view tables)
+from evidence.views.sqlviews import ensure_dataset_view
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -73,6 +88,15 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _complete_dataset_view(connection: sa.Connection, started: str | None) -> None:
+    """After an upgrade to head: ``analysis_dataset`` has a column per declared moderator."""
+    current = context.get_context().get_current_revision()
+    if current == started or current != context.get_head_revision():
+        return
+    if "analysis_dataset" in sa.inspect(connection).get_view_names():  # not after a bare stamp
+        ensure_dataset_view(connection)
+
+
 def run_migrations_online() -> None:
     """Migrate the database in one transaction."""
     engine = get_engine(_url(), foreign_keys=False, poolclass=sa.pool.NullPool)
@@ -80,7 +104,11 @@ def run_migrations_online() -> None:
         with engine.connect() as connection:
             _configure(connection=connection)
             with context.begin_transaction():
+                started = context.get_context().get_current_revision()
+                migrate.start_run(config)
                 context.run_migrations()
+                migrate.refuse_lost_data(config)
+                _complete_dataset_view(connection, started)
                 if connection.dialect.name == "sqlite":
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                     if broken:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from evidence.cli import app
 from evidence.db import migrate
+from evidence.db.engine import get_engine, write_transaction
 
 runner = CliRunner()
 
@@ -52,6 +53,62 @@ def test_db_downgrade_without_yes_is_refused_and_changes_nothing(sqlite_url: str
     assert result.exit_code == 1
     assert "confirm with --yes" in result.output
     assert migrate.status(sqlite_url).up_to_date
+
+
+def _seed_reported_effect(url: str) -> None:
+    """One result with a reported effect size (yi_reported, vi_reported)."""
+    migrate.upgrade(url)
+    engine = get_engine(url)
+    try:
+        with write_transaction(engine, message="seed") as (connection, _):
+            review = connection.execute(
+                sa.text("INSERT INTO review (name) VALUES ('r') RETURNING id")
+            ).scalar_one()
+            study = connection.execute(
+                sa.text("INSERT INTO study (review_id, study_key) VALUES (:r, 'S') RETURNING id"),
+                {"r": review},
+            ).scalar_one()
+            outcome = connection.execute(
+                sa.text(
+                    "INSERT INTO outcome (study_id, outcome_key, direction)"
+                    " VALUES (:s, 'o', 'higher') RETURNING id"
+                ),
+                {"s": study},
+            ).scalar_one()
+            connection.execute(
+                sa.text(
+                    "INSERT INTO result (study_id, result_key, outcome_id, yi_reported,"
+                    " vi_reported) VALUES (:s, 'r', :o, 0.25, 0.04)"
+                ),
+                {"s": study, "o": outcome},
+            )
+    finally:
+        engine.dispose()
+
+
+def test_db_downgrade_that_would_drop_reported_effects_fails_naming_them(db_url: str) -> None:
+    _seed_reported_effect(db_url)
+    result = _run("db", "downgrade", "0004", "--yes", "--url", db_url)
+    assert result.exit_code == 1
+    assert (
+        "error: refusing to downgrade to 0004: it would drop data in revision 0005: column"
+        " result.yi_reported (1 value), column result.vi_reported (1 value); nothing was"
+        " changed; export what you need, then downgrade with --drop-data"
+    ) in result.output
+    assert "Traceback" not in result.output
+    assert migrate.status(db_url).up_to_date
+
+
+def test_db_downgrade_with_drop_data_says_what_it_dropped(db_url: str) -> None:
+    _seed_reported_effect(db_url)
+    result = _run("db", "downgrade", "0004", "--yes", "--drop-data", "--url", db_url)
+    assert result.exit_code == 0, result.output
+    assert (
+        "dropped in revision 0005: column result.yi_reported (1 value; kept in change_log,"
+        " data revision 2), column result.vi_reported (1 value; kept in change_log, data"
+        " revision 2)"
+    ) in result.output
+    assert migrate.status(db_url).current == "0004"
 
 
 def test_db_upgrade_to_an_unknown_revision_fails_in_one_line(sqlite_url: str) -> None:

@@ -58,17 +58,23 @@ def downgrade_command(
     revision: str = typer.Argument(..., help="Target migration revision (`base`: no tables)."),
     yes: bool = typer.Option(False, "--yes", help="Confirm: migrations are undone."),
     drop_data: bool = typer.Option(
-        False, "--drop-data", help="Allow dropping tables that hold rows (data are lost)."
+        False,
+        "--drop-data",
+        help="Allow dropping tables that hold rows and columns that hold values (data are lost;"
+        " dropped values of a data table's column stay in change_log).",
     ),
     url: DatabaseUrl = None,
 ) -> None:
-    """Undo migrations down to REVISION (refuses to drop tables holding data)."""
+    """Undo migrations down to REVISION (refuses to drop tables or columns holding data)."""
     try:
         if not yes:
             raise DatabaseError(f"downgrade to {revision!r} undoes migrations; confirm with --yes")
         state = migrate.downgrade(url, revision, drop_data=drop_data)
     except EvidenceError as error:
         fail(error)
+    if state.dropped:
+        text = f"dropped {migrate.describe_losses(state.dropped)}"
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
     _show(state)
 
 

@@ -10,17 +10,17 @@ effect sizes, moderators and their values, risk of bias) plus the history tables
 written out here, not imported from the models, so this revision never changes.
 
 Downgrade drops every table, so it refuses while any table holds rows (the error names
-the table); pass ``-x drop_data=yes`` (``evidence db downgrade base --yes --drop-data``)
-to drop them anyway.
+each table and its rows; ``evidence.db.migrate.guard_downgrade``); pass ``-x
+drop_data=yes`` (``evidence db downgrade base --yes --drop-data``) to drop them anyway.
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel  # noqa: F401  (column types such as sqlmodel.sql.sqltypes.AutoString)
-from alembic import context, op
+from alembic import op
 
-from evidence.errors import DatabaseError
+from evidence.db.migrate import guard_downgrade
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -396,21 +396,8 @@ TABLES = (
 )
 
 
-def _refuse_if_data() -> None:
-    if context.get_x_argument(as_dictionary=True).get("drop_data") == "yes":
-        return
-    connection = op.get_bind()
-    for table in TABLES:
-        rows = connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-        if rows:
-            raise DatabaseError(
-                f"refusing to drop table {table!r}: it holds {rows} rows; export them first"
-                " or downgrade with --drop-data"
-            )
-
-
 def downgrade() -> None:
-    _refuse_if_data()
+    guard_downgrade(revision, tables=TABLES)
     with op.batch_alter_table("risk_of_bias", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_risk_of_bias_study",

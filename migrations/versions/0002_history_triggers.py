@@ -36,6 +36,11 @@ values are written with 17 significant digits in SQLite (``json_object`` alone k
 15), so old values restore exactly. ``change_log`` is append-only: updating or deleting
 its rows is refused.
 
+Downgrade drops the triggers and functions only; the history (``revision``,
+``change_log``, tables of 0001) stays. SQLite's ``open_revision`` holds a row only inside a
+write transaction; it is counted like any dropped table
+(``evidence.db.migrate.guard_downgrade``), so it never holds data when it goes.
+
 The column lists below are frozen copies of revision 0001's tables: a later revision that
 adds or renames a column of a data table must recreate that table's SQLite triggers (and
 SQLite batch operations, which rebuild a table, drop its triggers).
@@ -44,6 +49,8 @@ SQLite batch operations, which rebuild a table, drop its triggers).
 from collections.abc import Sequence
 
 from alembic import op
+
+from evidence.db.migrate import guard_downgrade
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -169,6 +176,7 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    guard_downgrade(revision, tables=("open_revision",))
     for operation in ("update", "delete"):
         op.execute(f"DROP TRIGGER IF EXISTS history_change_log_no_{operation}")
     for table in COLUMNS:

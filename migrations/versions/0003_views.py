@@ -11,18 +11,19 @@ so that staleness can be detected and any past estimate reproduced.
 
 The tables get no history triggers: results are derived data (reproducible from the
 logged records, the view and the engine version), and logging them would open a data
-revision on every refresh. Downgrade drops both tables; it refuses while views are stored
-(an analyst's view definitions exist nowhere else) unless ``-x drop_data=yes``
-(``evidence db downgrade REV --yes --drop-data``).
+revision on every refresh. Downgrade drops both tables; it refuses while they hold rows
+(an analyst's view definitions and a view's past results exist nowhere else;
+``evidence.db.migrate.guard_downgrade``) unless ``-x drop_data=yes`` (``evidence db
+downgrade REV --yes --drop-data``).
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel  # noqa: F401  (column types such as sqlmodel.sql.sqltypes.AutoString)
-from alembic import context, op
+from alembic import op
 
-from evidence.errors import DatabaseError
+from evidence.db.migrate import guard_downgrade
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
@@ -108,19 +109,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_view_result_view_id"), ["view_id"], unique=False)
 
 
-def _refuse_if_views() -> None:
-    if context.get_x_argument(as_dictionary=True).get("drop_data") == "yes":
-        return
-    views = op.get_bind().execute(sa.text("SELECT count(*) FROM analysis_view")).scalar_one()
-    if views:
-        raise DatabaseError(
-            f"refusing to drop table 'analysis_view': it holds {views} stored views (their"
-            " definitions and every result); downgrade with --drop-data to drop them"
-        )
-
-
 def downgrade() -> None:
-    _refuse_if_views()
+    guard_downgrade(revision, tables=("analysis_view", "view_result"))
     with op.batch_alter_table("view_result", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_view_result_view_id"))
         batch_op.drop_index("ix_view_result_view_current")

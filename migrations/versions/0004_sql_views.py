@@ -14,6 +14,11 @@ re-creates it with one column per declared moderator
 column (1 when data changed after the result was last confirmed). The SQL is written out
 here so this revision never changes.
 
+Nothing is stored in the two views (they are queries over the tables), so downgrade drops
+them without counting anything. An upgrade that ends at head re-creates
+``analysis_dataset`` with its moderator columns (``migrations/env.py``), so going down
+to 0003 and back keeps them.
+
 A later revision that rebuilds one of the referenced tables with SQLite batch operations
 must drop both views first and re-create them after (SQLite refuses to rename a table
 while a view refers to a missing one).

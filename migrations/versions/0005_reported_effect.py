@@ -16,10 +16,13 @@ logged (the column lists of 0002 are frozen; they are taken from 0002 and extend
 this revision never changes either). PostgreSQL's history function logs whole rows and needs
 no change.
 
-Downgrade drops both columns (the values in them are lost; the change log keeps them) and
-restores 0002's triggers of ``result``. On SQLite the two views of 0004 are dropped around
-the column drops and re-created from their stored SQL (which keeps a rebuilt
-``analysis_dataset`` with its moderator columns).
+Downgrade drops both columns and restores 0002's triggers of ``result``. While any value
+is stored in them it refuses unless ``-x drop_data=yes`` (``evidence db downgrade REV
+--yes --drop-data``; ``evidence.db.migrate.guard_downgrade``); with it, the values are
+first set to NULL in a data revision of their own ("downgrade 0005 drops ..."), so that
+``change_log`` keeps every one of them with its row, and views computed before say stale.
+On SQLite the two views of 0004 are dropped around the column drops and re-created from
+their stored SQL (which keeps a rebuilt ``analysis_dataset`` with its moderator columns).
 """
 
 import importlib.util
@@ -29,6 +32,8 @@ from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
+
+from evidence.db.migrate import guard_downgrade
 
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
@@ -76,6 +81,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    guard_downgrade(
+        revision, columns=[("result", name) for name in NEW_COLUMNS], keep_in_history=True
+    )
     if op.get_context().dialect.name != "sqlite":
         for name in NEW_COLUMNS:
             op.drop_column("result", name)

@@ -20,7 +20,8 @@ transaction's first changed row). Writers are serialised, as on SQLite; readers 
 blocked. The lock key below is the same constant as ``REVISION_LOCK_KEY`` in
 ``evidence/db/engine.py`` (written out here so this revision never changes).
 
-SQLite: nothing to do. Downgrade restores revision 0002's trigger function.
+SQLite: nothing to do. Downgrade restores revision 0002's trigger function (it drops no
+table or column, so no data).
 """
 
 from collections.abc import Sequence
