@@ -243,3 +243,13 @@ def test_suite_model_row_of_a_che_view_fit_is_metapsytools_numbers(suite):
                                               case["cr2"]["ci_ub"]])  # fmt: skip
         close(row.I2, case["I2"])
         close([row.pi_lb, row.pi_ub], case["pi"])
+
+
+def test_forest_of_a_che_fit_draws_the_prediction_interval_the_view_reports():
+    from evidence.plots import forest
+
+    case = CASES["a16_che"]
+    fit = che(case["yi"], case["vi"], case["study"], case["es_id"])
+    fig = forest(fit.result, yi=case["yi"], vi=case["vi"], study=case["study"])
+    (line,) = [a for a in fig.axes[0].findobj() if a.get_gid() == "pi"]
+    close(line.get_xdata(), case["pi"])
