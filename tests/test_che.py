@@ -106,8 +106,7 @@ def test_che_states_its_setting_in_text_and_json():
     case = CASES["a16_che"]
     res = che(case["yi"], case["vi"], case["study"], case["es_id"])
     text = str(res)
-    assert "CHE: rho = 0.6, sampling variances smoothed within study, CR2" in text
-    assert "metapsyTools' threelevel.che defaults" in text
+    assert "CHE: rho = 0.6, sampling variances smoothed, CR2 (metapsyTools' defaults)" in text
     out = json.loads(json.dumps(res.to_dict()))
     assert out["che"]["smooth_vi"] is True and out["che"]["rho"] == 0.6
     assert out["robust"] == {"type": "CR2", "clusters": 17}
@@ -116,8 +115,11 @@ def test_che_states_its_setting_in_text_and_json():
 
 def test_che_setting_names_each_difference_from_metapsytools():
     text = che_setting(0.8, False, "CR1")
-    assert "rho = 0.8" in text and "as reported (not smoothed)" in text
-    assert "metapsyTools' threelevel.che uses rho 0.6, smoothed sampling variances, CR2" in text
+    assert text == (
+        "CHE: rho = 0.8, sampling variances not smoothed, CR1 "
+        "(metapsyTools: rho 0.6, smoothed, CR2)"
+    )
+    assert "no robust variance" in che_setting(small_sample=None)
 
 
 def test_che_without_small_sample_correction_reports_the_model_fit():
@@ -125,7 +127,7 @@ def test_che_without_small_sample_correction_reports_the_model_fit():
     res = che(case["yi"], case["vi"], case["study"], case["es_id"], small_sample=None)
     assert res.robust is None and res.result is res.model
     close(res.model.se, case["model_se"])
-    assert "model-based inference" in res.setting
+    assert "no robust variance" in res.setting
 
 
 def test_che_rejects_a_missing_vi_naming_the_row():
@@ -157,7 +159,7 @@ def test_sensitivity_multilevel_rows_use_cr2_as_run_meta_analysis(suite, row, ca
 
 
 def test_sensitivity_suite_states_its_che_setting(suite):
-    assert "sampling variances smoothed within study" in str(suite)
+    assert "sampling variances smoothed, CR2 (metapsyTools' defaults)" in str(suite)
     assert suite.to_dict()["smooth_vi"] is True
     raw = sensitivity_suite(*(CASES["a16_che_raw"][k] for k in ("yi", "vi", "study", "es_id")),
                             smooth_vi=False)  # fmt: skip
@@ -181,7 +183,7 @@ def test_cli_che_defaults_to_the_metapsytools_recipe():
     assert out["robust"]["type"] == "CR2" and out["che"]["smooth_vi"] is True
     close(out["coefficients"][0]["estimate"], case["beta"])
     close(out["coefficients"][0]["se"], case["cr2"]["se"])
-    assert "not smoothed" in text and "metapsyTools' threelevel.che uses" in text
+    assert "not smoothed" in text and "(metapsyTools: smoothed)" in text
 
 
 def _che_view_computation():
@@ -210,7 +212,7 @@ def test_che_view_is_the_metapsytools_recipe_and_says_so_in_text_and_json():
     close([comp.headline["pi_lb"], comp.headline["pi_ub"]], case["pi"])
     close([comp.result["overall"]["pi_lb"], comp.result["overall"]["pi_ub"]], case["pi"])
     line = comp.summary.splitlines()[1]
-    assert line.startswith("CHE: rho = 0.6, sampling variances smoothed within study, CR2")
+    assert line == "CHE: rho = 0.6, sampling variances smoothed, CR2 (metapsyTools' defaults)"
     assert comp.result["che"] == {"rho": 0.6, "smooth_vi": True, "small_sample": "CR2",
                                   "setting": line}  # fmt: skip
 

@@ -57,26 +57,21 @@ def che_setting(
     Examples
     --------
     >>> che_setting()
-    "CHE: rho = 0.6, sampling variances smoothed within study, CR2 robust inference by study (metapsyTools' threelevel.che defaults)"
-    """  # noqa: E501
+    "CHE: rho = 0.6, sampling variances smoothed, CR2 (metapsyTools' defaults)"
+    >>> che_setting(0.8, False)
+    'CHE: rho = 0.8, sampling variances not smoothed, CR2 (metapsyTools: rho 0.6, smoothed)'
+    """
     diffs = []
     if not math.isclose(float(rho), METAPSY_RHO):
         diffs.append(f"rho {METAPSY_RHO:g}")
-    vi = "sampling variances smoothed within study"
     if not smooth_vi:
-        vi = "sampling variances as reported (not smoothed)"
-        diffs.append("smoothed sampling variances")
-    inf = f"{small_sample} robust inference by study"
-    if small_sample is None:
-        inf = "model-based inference (no robust variance)"
+        diffs.append("smoothed")
     if small_sample != "CR2":
         diffs.append("CR2")
-    tail = (
-        "metapsyTools' threelevel.che defaults"
-        if not diffs
-        else "metapsyTools' threelevel.che uses " + ", ".join(diffs)
-    )
-    return f"CHE: rho = {float(rho):g}, {vi}, {inf} ({tail})"
+    vi = "smoothed" if smooth_vi else "not smoothed"
+    inf = small_sample or "no robust variance"
+    tail = "metapsyTools' defaults" if not diffs else "metapsyTools: " + ", ".join(diffs)
+    return f"CHE: rho = {float(rho):g}, sampling variances {vi}, {inf} ({tail})"
 
 
 @dataclass(frozen=True, repr=False)
