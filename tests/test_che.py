@@ -50,7 +50,11 @@ def fit(case):
         mods, data = "C(deltype)", {"deltype": np.array(case["deltype"], dtype=object)}
     if case["model"] == "threelevel":
         return three_level(*args, mods=mods, data=data)
-    return che(*args, rho=case["rho"], smooth_vi=case["smooth_vi"], mods=mods, data=data)
+    if mods is None:
+        return che(*args, rho=case["rho"], smooth_vi=case["smooth_vi"])
+    # 17 studies, two rare delinquency types: Satterthwaite df near 2, as clubSandwich's
+    with pytest.warns(UserWarning, match="Few clusters"):
+        return che(*args, rho=case["rho"], smooth_vi=case["smooth_vi"], mods=mods, data=data)
 
 
 def test_golden_grid_is_complete():
