@@ -155,7 +155,9 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option(
             "REML", "--method", help="EE, DL, HE, HS, HSk, SJ, ML, REML, EB, PM, PMM."
         ),
-        test: str = typer.Option("z", "--test", help="z, t, knha or adhoc."),
+        test: str | None = typer.Option(
+            None, "--test", help="z, t, knha or adhoc (default: z; t for --model che)."
+        ),
         level: float = typer.Option(95, "--level", help="Confidence level in percent."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         cluster: str | None = typer.Option(
@@ -166,8 +168,14 @@ def register(app: typer.Typer) -> None:
         ),
         model: str = typer.Option("three-level", "--model", help="three-level or che."),
         rho: float = typer.Option(0.6, "--rho", help="Within-cluster correlation (che)."),
-        smooth_vi: bool = typer.Option(False, "--smooth-vi", help="Average vi within clusters."),
-        robust: str | None = typer.Option(None, "--robust", help="CR2 or CR1 robust variance."),
+        smooth_vi: bool | None = typer.Option(
+            None,
+            "--smooth-vi/--no-smooth-vi",
+            help="che: average vi within clusters (default: yes, as metapsyTools).",
+        ),
+        robust: str | None = typer.Option(
+            None, "--robust", help="CR2 or CR1 robust variance (che default: CR2)."
+        ),
     ) -> None:
         """Fit a meta-analytic model (metafor's rma) to the effect sizes of FILE."""
         try:
@@ -196,7 +204,7 @@ def register(app: typer.Typer) -> None:
                     mods=mods,
                     subgroup=subgroup,
                     method=method,
-                    test=test,
+                    test=test or "z",
                     level=level,
                     as_json=as_json,
                 )

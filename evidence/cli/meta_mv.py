@@ -33,11 +33,11 @@ def multilevel_command(
     es_id: str | None = None,
     model: str = "three-level",
     rho: float = 0.6,
-    smooth_vi: bool = False,
+    smooth_vi: bool | None = None,
     robust: str | None = None,
     mods: str | None = None,
     method: str = "REML",
-    test: str = "z",
+    test: str | None = None,
     level: float = 95,
     as_json: bool = False,
 ) -> str:
@@ -51,18 +51,25 @@ def multilevel_command(
         Column names: effect sizes, sampling variances, cluster (study) and the effect
         within its cluster (default: every row its own effect).
     model
-        ``"three-level"`` (independent sampling errors) or ``"che"`` (sampling errors
-        correlated ``rho`` within clusters, clubSandwich's ``impute_covariance_matrix``).
+        ``"three-level"`` (independent sampling errors) or ``"che"``: the CHE recipe
+        :func:`evidence.stats.che` (metapsyTools' ``threelevel.che``).
+    rho, smooth_vi
+        CHE only: the within-cluster correlation and whether the sampling variances are
+        smoothed within clusters (None: the recipe's default, smoothed).
     robust
-        None, ``"CR1"`` (metafor's ``robust``) or ``"CR2"`` (clubSandwich).
+        None, ``"CR1"`` (metafor's ``robust``) or ``"CR2"`` (clubSandwich). For ``che``,
+        None means the recipe's default, CR2.
+    test
+        ``"z"`` or ``"t"``; None: ``z`` for the three-level model, ``t`` for CHE.
 
     Returns
     -------
     str
         ``str(result)`` or, with ``as_json``, one JSON object (issue 4's keys plus
-        ``sigma2``, ``sigma2_names``, ``I2_levels`` and ``robust``).
+        ``sigma2``, ``sigma2_names``, ``I2_levels`` and ``robust``; for CHE also ``che``,
+        the settings). The CHE text starts with a line stating its settings.
     """
-    from evidence.stats import impute_covariance, rma_mv
+    from evidence.stats import che, rma_mv
     from evidence.stats import robust as robust_fit
 
     if model not in ("three-level", "che"):
@@ -78,20 +85,12 @@ def multilevel_command(
     else:
         inner = np.arange(len(frame))
         inner_name = "es_id"
-    data = {
-        "yi": frame[yi].to_numpy(dtype=float),
-        "vi": frame[vi].to_numpy(dtype=float),
-        cluster: frame[cluster].to_numpy(),
-        inner_name: inner,
-    }
-    for col in frame.columns:
-        data.setdefault(str(col), frame[col])
+    data = {str(col): frame[col] for col in frame.columns}
+    data.update({cluster: frame[cluster].to_numpy(), inner_name: inner})
     data["yi"] = frame[yi].to_numpy(dtype=float)
     data["vi"] = frame[vi].to_numpy(dtype=float)
-    caught: list[str] = []
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        V = None
         if model == "che":
             ok = np.isfinite(data["yi"]) & np.isfinite(data["vi"])
             if not ok.all():
@@ -99,24 +98,29 @@ def multilevel_command(
                     f"Row {int(np.flatnonzero(~ok)[0]) + 2} has a missing {yi} or {vi}; the CHE "
                     "model needs complete rows."
                 )
-            V = impute_covariance(data["vi"], data[cluster], r=rho, smooth_vi=smooth_vi)
-        res = rma_mv(
-            "yi",
-            None if V is not None else "vi",
-            V=V,
-            random=(cluster, inner_name),
-            data=data,
-            mods=mods,
-            method=method,
-            test=test,
-            level=level,
-        )
-        if robust is not None:
-            res = robust_fit(res, data[cluster], clubSandwich=str(robust).upper() == "CR2")
+            res: Any = che(
+                "yi",
+                "vi",
+                cluster,
+                inner_name,
+                data=data,
+                mods=mods,
+                rho=rho,
+                smooth_vi=True if smooth_vi is None else smooth_vi,
+                small_sample=str(robust).upper() if robust is not None else "CR2",
+                method=method,
+                test=test or "t",
+                level=level,
+            )
+        else:
+            res = rma_mv("yi", "vi", random=(cluster, inner_name), data=data, mods=mods,
+                         method=method, test=test or "z", level=level)  # fmt: skip
+            if robust is not None:
+                res = robust_fit(res, data[cluster], clubSandwich=str(robust).upper() == "CR2")
         caught = [str(w.message) for w in rec]
     if not as_json:
         return str(res)
     out = res.to_dict()
-    out["model"] = "che" if model == "che" else "three-level"
+    out["model"] = model
     out["warnings"] = list(dict.fromkeys(list(out["warnings"]) + caught))
     return json.dumps(out, indent=2)

@@ -73,6 +73,11 @@ def _summary(result: Any) -> tuple[float, float, float, float, float]:
     """Pooled estimate, CI and prediction interval of an intercept-only fit."""
     if getattr(result, "p", 1) != 1:
         raise ModelError("A forest plot needs a model without moderators (use bubble() instead).")
+    if getattr(result, "robust_type", None) is not None:  # a CHE view's: as it reports it
+        from evidence.stats.che import prediction_interval
+
+        lb, ub = prediction_interval(result)
+        return float(result.beta[0]), float(result.ci_lb[0]), float(result.ci_ub[0]), lb, ub
     if hasattr(result, "predict"):
         pr = result.predict()
     else:

@@ -14,6 +14,7 @@ from evidence.stats.bias import (
     regtest_mv,
     trimfill,
 )
+from evidence.stats.che import CheResult, che, three_level
 from evidence.stats.covariance import BlockCovariance, impute_covariance
 from evidence.stats.influence import CaseTable, InfluenceResult, cumul, influence, leave1out
 from evidence.stats.rma import (
@@ -53,6 +54,9 @@ __all__ = [
     "wald_test",
     "WaldTest",
     "impute_covariance",
+    "che",
+    "three_level",
+    "CheResult",
     "BlockCovariance",
     "regtest",
     "RegtestResult",

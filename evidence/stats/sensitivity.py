@@ -3,8 +3,10 @@
 ``sensitivity_suite`` runs, on one set of (possibly dependent) effect sizes, the analyses of
 metapsyTools' ``runMetaAnalysis`` (Harrer et al., the Metapsy project): the overall model,
 effects aggregated to one per study, the lowest and the highest effect per study, outliers
-removed, influential cases removed, low risk of bias only, a three-level model, and the
-correlated-and-hierarchical-effects (CHE) model with cluster-robust (CR2) inference.
+removed, influential cases removed, low risk of bias only, a three-level model and the
+correlated-and-hierarchical-effects (CHE) model, both with cluster-robust (CR2) inference as
+``runMetaAnalysis`` (``use.rve = TRUE``) makes it (:func:`evidence.stats.che.che` and
+:func:`evidence.stats.che.three_level`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from scipy import stats as sps
 from evidence.errors import EvidenceError, ModelError
 from evidence.stats._bias_common import Renders
 from evidence.stats._format import fcf, fmt_pval
-from evidence.stats.covariance import factorize, impute_covariance
+from evidence.stats.che import CheResult, che, che_setting, prediction_interval, three_level
+from evidence.stats.covariance import factorize
 from evidence.stats.influence import influence
 from evidence.stats.rma import alpha_from_level, predict, rma
 
@@ -53,7 +56,7 @@ _LABELS = {
     "outliers_removed": "Outliers removed",
     "influence_removed": "Influential cases removed",
     "rob_low": "Low risk of bias only",
-    "three_level": "Three-level model",
+    "three_level": "Three-level model (robust, CR2)",
     "che_robust": "CHE model (robust, CR2)",
 }
 _LOW_ROB = {"low", "low risk", "low risk of bias", "+", "1", "true", "yes"}
@@ -88,6 +91,7 @@ class SensitivityResult(Renders):
     level: float
     removed_outliers: tuple[int, ...]
     removed_influential: tuple[int, ...]
+    smooth_vi: bool = True
 
     def row(self, analysis: str) -> SensitivityRow:
         for r in self.rows:
@@ -118,6 +122,7 @@ class SensitivityResult(Renders):
             "",
             f"Sensitivity Analyses (tau^2 estimator: {self.method}; assumed within-study "
             f"correlation rho = {self.rho:g}; {self.level:g}% CI)",
+            che_setting(self.rho, self.smooth_vi),
             "",
         ]
         lines += format_frame(header, body, [r.label for r in self.rows])
@@ -166,6 +171,7 @@ class SensitivityResult(Renders):
                 "level": self.level,
                 "removed_outliers": list(self.removed_outliers),
                 "removed_influential": list(self.removed_influential),
+                "smooth_vi": self.smooth_vi,
             }
         )
 
@@ -202,12 +208,18 @@ def model_row(result: Any, studies: int, label: str | None = None) -> Sensitivit
     """The row ``model`` of the suite: a fitted intercept-only model as it reports itself.
 
     Univariate fits (:class:`~evidence.stats.RMAResult`) give their prediction interval from
-    :func:`evidence.stats.predict`, multilevel ones (robust or not) from their ``predict()``
-    (the sum of the variance components), as metafor's ``predict``.
+    :func:`evidence.stats.predict`, model-based multilevel ones from their ``predict()``
+    (the sum of the variance components), as metafor's ``predict``; cluster-robust ones as
+    ``runMetaAnalysis`` (:func:`evidence.stats.che.prediction_interval`: t on k - p df).
+    A :class:`~evidence.stats.che.CheResult` gives the row as the suite's own multilevel
+    rows (``runMetaAnalysis``'s I2 and prediction interval).
     """
-    if getattr(result, "p", 1) != 1:
+    inner = result.model if isinstance(result, CheResult) else result
+    if getattr(inner, "p", 1) != 1:
         raise ModelError("The model row needs a model without moderators.")
-    if hasattr(result, "tau2"):
+    if isinstance(result, CheResult):
+        row = _rve_row("model", result, studies)
+    elif hasattr(result, "tau2"):
         row = _uni_row("model", result, studies)
     else:
         row = _mv_row("model", result, result, studies)
@@ -254,6 +266,7 @@ def sensitivity_suite(
     *,
     rob: Sequence[Any] | None = None,
     rho: float = 0.6,
+    smooth_vi: bool = True,
     method: str = "REML",
     test: str = "z",
     level: float = 95,
@@ -273,6 +286,9 @@ def sensitivity_suite(
         the low-risk-of-bias analysis; None skips it.
     rho
         Assumed correlation of effects within a study (aggregation and CHE).
+    smooth_vi
+        Smooth the sampling variances within studies when building the CHE covariance
+        (metapsyTools' default, True).
     method, test, level
         Estimator of the univariate models (REML or ML for the multilevel ones), their
         test, and the confidence level in percent.
@@ -289,21 +305,21 @@ def sensitivity_suite(
         ``lowest`` / ``highest`` (one effect per study), ``outliers_removed``
         (effects whose CI lies wholly outside the pooled CI of the overall model),
         ``influence_removed`` (effects flagged by :func:`evidence.stats.influence`),
-        ``rob_low``, ``three_level`` (``rma_mv`` with study / es_id) and ``che_robust``
-        (three-level model with the sampling covariance imputed from rho, CR2 inference with
-        Satterthwaite df, as ``robust(..., clubSandwich = TRUE)``). An analysis that cannot
-        run (too few effects, no low-risk studies) gives a row of NaN with a note.
+        ``rob_low``, ``three_level`` (``rma_mv`` with study / es_id, :func:`three_level`)
+        and ``che_robust`` (the sampling covariance imputed from rho, :func:`che`), both
+        with CR2 inference and Satterthwaite df as metapsyTools' ``runMetaAnalysis``. An
+        analysis that cannot run (too few effects, no low-risk studies) gives a row of NaN
+        with a note.
 
     Notes
     -----
-    Prediction intervals: ``g +- c sqrt(SE^2 + tau^2)`` (sum of the variance components for
-    the multilevel models), c the normal or t quantile as metafor's ``predict``. I2 of the
-    multilevel models is the total share of the variance components (metafor's FAQ,
-    Nakagawa & Santos 2012). The outlier rule is metapsyTools' ``find.outliers``.
+    Prediction intervals: ``g +- c sqrt(SE^2 + tau^2)``, c the normal or t quantile as
+    metafor's ``predict``; for the two multilevel rows as ``runMetaAnalysis``: tau^2 the sum
+    of the variance components, SE the CR2 one, c the t quantile on k - p df. I2 of the
+    multilevel rows is the total share of the variance components with the typical sampling
+    variance of the reported vi (metapsyTools; Nakagawa & Santos 2012). The outlier rule is
+    metapsyTools' ``find.outliers``.
     """
-    from evidence.stats.rma_mv import rma_mv
-    from evidence.stats.robust import robust
-
     y = np.asarray(yi, dtype=float).reshape(-1)
     v = np.asarray(vi, dtype=float).reshape(-1)
     k = y.size
@@ -368,18 +384,15 @@ def sensitivity_suite(
         else:
             uni("rob_low", y[low], v[low], np.unique(codes[low]).size)
 
-    mv_method = method if method in ("REML", "ML") else "REML"
-    mv_test = "z" if test == "z" else "t"
-    random = [codes, factorize(es, "es_id")[0]]
+    mv = {"method": method if method in ("REML", "ML") else "REML", "test": "t", "level": level}
+    es_codes = factorize(es, "es_id")[0]
     try:
-        m3 = rma_mv(y, v, random=random, method=mv_method, test=mv_test, level=level)
-        rows.append(_mv_row("three_level", m3, m3, m))
+        rows.append(_rve_row("three_level", three_level(y, v, codes, es_codes, **mv), m))
     except EvidenceError as err:
         rows.append(_empty("three_level", str(err), k, m))
     try:
-        V = impute_covariance(v, codes, rho)
-        che = rma_mv(y, None, V=V, random=random, method=mv_method, level=level)
-        rows.append(_mv_row("che_robust", robust(che, codes, clubSandwich=True), che, m))
+        fit = che(y, v, codes, es_codes, rho=rho, smooth_vi=smooth_vi, **mv)
+        rows.append(_rve_row("che_robust", fit, m))
     except EvidenceError as err:
         rows.append(_empty("che_robust", str(err), k, m))
     out = SensitivityResult(
@@ -389,12 +402,17 @@ def sensitivity_suite(
         level=float(level),
         removed_outliers=tuple(int(i) for i in np.flatnonzero(outl)),
         removed_influential=tuple(int(i) for i in np.flatnonzero(infl)),
+        smooth_vi=bool(smooth_vi),
     )
     return out if model is None else out.with_model(model, model_label)
 
 
 def _mv_row(name: str, res, model, studies: int) -> SensitivityRow:
-    pr = res.predict()
+    if res.robust_type is not None:  # as runMetaAnalysis (see che.prediction_interval)
+        pi = prediction_interval(res)
+    else:
+        pr = res.predict()
+        pi = (float(pr.pi_lb[0]), float(pr.pi_ub[0]))
     return SensitivityRow(
         analysis=name,
         label=_LABELS[name],
@@ -405,6 +423,24 @@ def _mv_row(name: str, res, model, studies: int) -> SensitivityRow:
         ci_ub=float(res.ci_ub[0]),
         pval=float(res.pval[0]),
         I2=float(model.I2),
-        pi_lb=float(pr.pi_lb[0]),
-        pi_ub=float(pr.pi_ub[0]),
+        pi_lb=pi[0],
+        pi_ub=pi[1],
+    )
+
+
+def _rve_row(name: str, fit: CheResult, studies: int) -> SensitivityRow:
+    """A multilevel row as ``runMetaAnalysis`` reports it (CR2; its I2 and PI rules)."""
+    res = fit.result
+    return SensitivityRow(
+        analysis=name,
+        label=_LABELS[name],
+        k=res.k,
+        studies=studies,
+        g=float(res.beta[0]),
+        ci_lb=float(res.ci_lb[0]),
+        ci_ub=float(res.ci_ub[0]),
+        pval=float(res.pval[0]),
+        I2=float(fit.model.I2),
+        pi_lb=fit.pi_lb,
+        pi_ub=fit.pi_ub,
     )

@@ -11,9 +11,10 @@ The headline estimate of every view is the pooled effect of its selection (the
 intercept-only model); a meta-regression or subgroup view adds the test of moderators
 (``QM``, ``QMp``: the omnibus test of the moderator model, or of the subgroup contrasts
 under a common heterogeneity). The fingerprint is the SHA-256 of the view's canonical
-definition, the engine version and the selected rows' ``es_id, study, yi, vi, cluster``
-and moderator/subgroup values (pandas' stable row hashes, fixed key), so equal inputs give
-equal fingerprints in any process.
+definition, the engine version, for CHE views the recipe's settings (:func:`che_settings`:
+rho, smoothing of the sampling variances, small-sample correction) and the selected rows'
+``es_id, study, yi, vi, cluster`` and moderator/subgroup values (pandas' stable row hashes,
+fixed key), so equal inputs give equal fingerprints in any process.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from evidence.errors import EvidenceError
 from evidence.views.selection import Selection, evaluate
 from evidence.views.spec import ViewSpec
 
-__all__ = ["Computation", "compute", "fingerprint", "selected_frame"]
+__all__ = ["Computation", "che_settings", "compute", "fingerprint", "selected_frame"]
 
 ENGINE_VERSION = __version__
 _BULKY = ("yi", "vi", "X", "weights", "user_weights", "not_na", "control")
@@ -74,6 +75,8 @@ def fingerprint(spec: ViewSpec, data: pd.DataFrame) -> str:
     digest = hashlib.sha256()
     digest.update(spec.canonical().encode())
     digest.update(ENGINE_VERSION.encode())
+    if spec.model == "che":  # the recipe's settings: results fitted before smoothing go stale
+        digest.update(json.dumps(che_settings(spec), sort_keys=True).encode())
     digest.update(json.dumps(list(data.columns)).encode())
     if len(data):
         hashed = pd.util.hash_pandas_object(data.astype(object), index=False)
@@ -126,10 +129,8 @@ class _Fitter:
         self, data: pd.DataFrame, mods: str | None = None, columns: dict | None = None
     ) -> tuple[Any, Any]:
         """``(model, robust)``: the model fit and, for CHE, its cluster-robust version."""
-        from evidence.stats import rma
-        from evidence.stats.covariance import impute_covariance
+        from evidence.stats import che, rma
         from evidence.stats.rma_mv import rma_mv
-        from evidence.stats.robust import robust
 
         o, model = self.o, self.spec.model
         cols = columns or {"yi": data["yi"].to_numpy(float), "vi": data["vi"].to_numpy(float)}
@@ -161,19 +162,31 @@ class _Fitter:
             return fit, None
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")
-            V = impute_covariance(cols["vi"], study, r=o["rho"])
-            fit = rma_mv(
-                "yi",
-                V=V,
-                random=("study", "es_id"),
-                data=cols,
-                mods=mods or None,
-                method=o["method"],
-                test=o["test"],
-                level=o["level"],
-            )
-            small = o.get("small_sample", "CR2") == "CR2"
-            return fit, robust(fit, study, clubSandwich=small)
+            res = che("yi", "vi", study, es, data=cols, mods=mods or None, **_che_options(o))
+        return res.model, res.robust
+
+
+def _che_options(o: dict[str, Any]) -> dict[str, Any]:
+    """A CHE view's options as :func:`evidence.stats.che` takes them (its defaults otherwise)."""
+    return {
+        "rho": float(o.get("rho", 0.6)),
+        "smooth_vi": bool(o.get("smooth_vi", True)),
+        "small_sample": "CR2" if o.get("small_sample", "CR2") == "CR2" else "CR1",
+        "method": o["method"],
+        "test": o["test"],
+        "level": o["level"],
+    }
+
+
+def che_settings(spec: ViewSpec) -> dict[str, Any] | None:
+    """The CHE settings of a ``che`` view (with the line that states them), else None."""
+    if spec.model != "che":
+        return None
+    from evidence.stats.che import che_setting
+
+    o = _che_options({"method": "", "test": "", "level": 0, **spec.options})
+    keys = ("rho", "smooth_vi", "small_sample")
+    return {**{k: o[k] for k in keys}, "setting": che_setting(*(o[k] for k in keys))}
 
 
 def _headline(res: Any) -> dict[str, float | None]:
@@ -191,14 +204,26 @@ def _headline(res: Any) -> dict[str, float | None]:
         pr = predict(res)
         out.update(tau2=_f(res.tau2), pi_lb=_f(pr.pi_lb[0]), pi_ub=_f(pr.pi_ub[0]))
     else:
-        pr = res.predict()
-        out.update(tau2=None, pi_lb=_f(pr.pi_lb[0]), pi_ub=_f(pr.pi_ub[0]))
+        pi = _mv_pi(res)
+        out.update(tau2=None, pi_lb=_f(pi[0]), pi_ub=_f(pi[1]))
         out["sigma2"] = [_f(s) for s in res.sigma2]  # type: ignore[assignment]
     return out
 
 
+def _mv_pi(res: Any) -> tuple[float, float]:
+    """A multilevel fit's prediction interval: metafor's, or metapsyTools' when robust."""
+    if res.robust_type is not None:
+        from evidence.stats.che import prediction_interval
+
+        return prediction_interval(res)
+    pr = res.predict()
+    return float(pr.pi_lb[0]), float(pr.pi_ub[0])
+
+
 def _to_dict(res: Any) -> dict[str, Any]:
     out = res.to_dict()
+    if getattr(res, "robust_type", None) is not None and res.int_only:
+        out["pi_lb"], out["pi_ub"] = (_f(x) for x in _mv_pi(res))
     for key in _BULKY:
         out.pop(key, None)
     return out
@@ -240,6 +265,10 @@ def compute(
             "sizes" + (" (SIMULATED data)" if simulated else ""),
             str(overall),
         ]
+        settings = che_settings(spec)
+        if settings is not None:
+            result["che"] = settings
+            parts.insert(1, settings["setting"])
         if spec.moderators:
             mods, cols = _design(spec, data, kinds)
             reg = fitter.fit(data, mods, cols)
