@@ -190,7 +190,7 @@ def test_cli_che_defaults_to_the_metapsytools_recipe():
     assert "not smoothed" in text and "(metapsyTools: smoothed)" in text
 
 
-def _che_view_computation():
+def _che_view_computation(**options):
     import pandas as pd
 
     from evidence.views.compute import compute
@@ -201,7 +201,9 @@ def _che_view_computation():
     frame = pd.DataFrame({"es_id": ids,
                           "study": [str(s) for s in case["study"]], "yi": case["yi"],
                           "vi": case["vi"], "cluster": None, "simulated": False})  # fmt: skip
-    spec, selection = check_spec(ViewSpec("assink", model="che", options={"rho": 0.6}), {})
+    spec, selection = check_spec(
+        ViewSpec("assink", model="che", options={"rho": 0.6, **options}), {}
+    )
     return compute(spec, selection, frame, {}), spec
 
 
@@ -219,6 +221,21 @@ def test_che_view_is_the_metapsytools_recipe_and_says_so_in_text_and_json():
     assert line == "CHE: rho = 0.6, sampling variances smoothed, CR2 (metapsyTools' defaults)"
     assert comp.result["che"] == {"rho": 0.6, "smooth_vi": True, "small_sample": "CR2",
                                   "setting": line}  # fmt: skip
+
+
+def test_che_view_without_smoothing_is_the_unsmoothed_recipe_and_says_so():
+    comp, spec = _che_view_computation(smooth_vi="false")
+    assert spec.options["smooth_vi"] is False
+    close(comp.headline["estimate"], CASES["a16_che_raw"]["beta"])
+    assert "not smoothed" in comp.summary.splitlines()[1]
+    assert comp.result["che"]["smooth_vi"] is False
+
+
+def test_che_view_refuses_a_smooth_vi_that_is_not_true_or_false():
+    from evidence.errors import SelectionError
+
+    with pytest.raises(SelectionError, match="smooth_vi must be true or false"):
+        _che_view_computation(smooth_vi="sometimes")
 
 
 def test_che_view_results_fitted_before_smoothing_are_stale():

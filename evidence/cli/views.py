@@ -62,6 +62,9 @@ def register(app: typer.Typer) -> None:
         level: float | None = typer.Option(None, "--level", help="Confidence level in percent."),
         rho: float | None = typer.Option(None, "--rho", help="che: within-study correlation."),
         small_sample: str | None = typer.Option(None, "--small-sample", help="che: CR2 or CR1."),
+        smooth_vi: bool | None = typer.Option(
+            None, "--smooth-vi/--no-smooth-vi", help="che: average vi within study (default on)."
+        ),
         mods: str | None = typer.Option(None, "--mods", help="Moderators, comma-separated."),
         subgroup: str | None = typer.Option(None, "--subgroup", help="Subgroup field."),
         measure: str | None = typer.Option(None, "--measure", help="Effect measure label."),
@@ -84,6 +87,7 @@ def register(app: typer.Typer) -> None:
                 ("level", level),
                 ("rho", rho),
                 ("small_sample", small_sample),
+                ("smooth_vi", smooth_vi),
             )
             if v is not None
         }

@@ -32,11 +32,12 @@ from evidence.views.selection import FieldType, Selection, parse_selection
 __all__ = ["MODELS", "ViewSpec", "check_spec", "model_from_codebook"]
 
 MODELS = ("rma", "three-level", "che")
-_OPTION_KEYS = {"method", "test", "level", "rho", "small_sample", "robust"}
+_OPTION_KEYS = {"method", "test", "level", "rho", "small_sample", "smooth_vi", "robust"}
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "rma": {"method": "REML", "test": "z", "level": 95.0},
     "three-level": {"method": "REML", "test": "z", "level": 95.0},
-    "che": {"method": "REML", "test": "t", "level": 95.0, "rho": 0.6, "small_sample": "CR2"},
+    "che": {"method": "REML", "test": "t", "level": 95.0, "rho": 0.6, "small_sample": "CR2",
+            "smooth_vi": True},
 }
 
 
@@ -124,6 +125,7 @@ def check_spec(
     if spec.model != "che":
         options.pop("rho", None)
         options.pop("small_sample", None)
+        options.pop("smooth_vi", None)
     options = _check_options(spec.name, options)
     selection = parse_selection(spec.selection, fields)
     if spec.moderators and spec.subgroup:
@@ -180,6 +182,13 @@ def _check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
             raise SelectionError(f"view {name!r}: rho must be a correlation between -1 and 1")
     if "small_sample" in out and out["small_sample"] not in ("CR2", "CR1"):
         raise SelectionError(f"view {name!r}: small_sample must be CR2 or CR1")
+    if "smooth_vi" in out:
+        value = out["smooth_vi"]
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise SelectionError(f"view {name!r}: smooth_vi must be true or false")
+        out["smooth_vi"] = value
     for key in ("method", "test"):
         if key in out:
             out[key] = str(out[key])
