@@ -36,8 +36,14 @@ _OPTION_KEYS = {"method", "test", "level", "rho", "small_sample", "smooth_vi", "
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "rma": {"method": "REML", "test": "z", "level": 95.0},
     "three-level": {"method": "REML", "test": "z", "level": 95.0},
-    "che": {"method": "REML", "test": "t", "level": 95.0, "rho": 0.6, "small_sample": "CR2",
-            "smooth_vi": True},
+    "che": {
+        "method": "REML",
+        "test": "t",
+        "level": 95.0,
+        "rho": 0.6,
+        "small_sample": "CR2",
+        "smooth_vi": True,
+    },
 }
 
 
