@@ -488,7 +488,7 @@ def compute_effects(
             failures.extend(_remap(err, name, rows, first_row))
             continue
         yi[rows], vi[rows] = res.yi, res.vi
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         se = (np.log(v["ci_ub"]) - np.log(v["ci_lb"])) / (2 * _Z975)
         yi = np.where(from_or, np.log(v["ori"]) * np.sqrt(3) / np.pi, yi)
         vi = np.where(from_or, se**2 * 3 / np.pi**2, vi)
