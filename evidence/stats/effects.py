@@ -276,6 +276,7 @@ def _raise(failures: list[dict[str, Any]], what: str) -> None:
     raise ValidationError(f"{what}: {text}{more}.", failures)
 
 
+@np.errstate(all="ignore")  # overflow etc. end as refusals, not warnings
 def compute_effect(
     record: Mapping[str, Any],
     *,
@@ -389,6 +390,7 @@ def compute_effect(
     )
 
 
+@np.errstate(all="ignore")  # overflow etc. end as refusals, not warnings
 def compute_effects(
     frame: Any,
     *,
