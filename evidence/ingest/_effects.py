@@ -155,9 +155,11 @@ def _implausible(frame: pd.DataFrame, res: pd.DataFrame, bound: float | None, sh
     (rows *done* already have a failure)."""
     out = []
     yi, vi = frame["yi"].to_numpy(dtype=float), frame["vi"].to_numpy(dtype=float)
-    for pos in np.flatnonzero(~done):
-        measure, formula = frame["measure"].iat[pos], frame["formula"].iat[pos]
-        limit = MAX_ABS_YI.get(measure, 10.0) if bound is None else bound
+    limits = frame["measure"].map(MAX_ABS_YI).fillna(10.0).to_numpy(dtype=float)
+    limits = limits if bound is None else np.full(len(frame), bound)
+    fine = np.isfinite(yi) & np.isfinite(vi) & (vi > 0) & (np.abs(yi) <= limits)
+    for pos in np.flatnonzero(~done & ~fine):
+        measure, formula, limit = frame["measure"].iat[pos], frame["formula"].iat[pos], limits[pos]
         name = _NAMES.get(measure, measure)
         inputs = json.loads(frame["inputs"].iat[pos])
         shown = ", ".join(f"{k} = {'missing' if x is None else f'{x:g}'}"
@@ -170,13 +172,11 @@ def _implausible(frame: pd.DataFrame, res: pd.DataFrame, bound: float | None, sh
             column, value = "vi", vi[pos]
             rule = (f"no effect size can be computed: its sampling variance must be finite and "
                     f"> 0; {source}")  # fmt: skip
-        elif abs(yi[pos]) > limit:
+        else:
             column, value = "yi", yi[pos]
             rule = (f"implausible effect size: |{name}| = {abs(yi[pos]):.6g} exceeds {limit:g}; "
                     f"{source}, or allow larger effects with analysis.max_abs_yi in the "
                     "codebook")  # fmt: skip
-        else:
-            continue
         value = None if np.isnan(value) else f"{value:.6g}"  # text: JSON has no inf
         out.append(failure(sheet, res[ROW].iat[pos], column, value, rule))
     return out
