@@ -141,7 +141,18 @@ BAD: dict[str, tuple[dict[str, Any], str, str]] = {
     "view subgroup unknown": (
         _peer(analysis_plan=[{"name": "x", "per": "domain", "subgroup": "gender"}]),
         "analysis_plan[0].subgroup", "unknown field"),
+    "max |yi| of zero": (_peer(analysis__max_abs_yi=0), "analysis.max_abs_yi", "must be > 0"),
+    "negative max |yi|": (_peer(analysis__max_abs_yi=-2), "analysis.max_abs_yi", "must be > 0"),
+    "infinite max |yi|": (_peer(analysis__max_abs_yi=float("inf")), "analysis.max_abs_yi",
+                          "must be a finite number"),
+    "max |yi| as text": (_peer(analysis__max_abs_yi="many"), "analysis.max_abs_yi",
+                         "must be a number"),
 }  # fmt: skip
+
+
+def test_max_abs_yi_is_read_and_defaults_to_the_measure_bound() -> None:
+    assert load_codebook(PEER_CODEBOOK).analysis.max_abs_yi is None
+    assert parse_codebook(_peer(analysis__max_abs_yi=15)).analysis.max_abs_yi == 15.0
 
 
 @pytest.mark.parametrize("name", list(BAD))

@@ -195,6 +195,15 @@ CASES: dict[str, Case] = {
                                               "result_key", "unknown result"),
     "nothing computable": Case(_edit(_no_sd), "results", 2, None,
                                "no effect size can be computed"),
+    "integer beyond 2^53": Case(_set("studies", 0, n_total="1e20"), "studies", 2, "n_total",
+                                "between -2^53 and 2^53"),
+    "numeric moderator of 1e300": Case(_set("studies", 1, mean_age="1e300"), "studies", 3,
+                                       "mean_age", "between -2^53 and 2^53"),
+    "weeks written inf": Case(_set("timepoints", 1, weeks="inf"), "timepoints", 3, "weeks",
+                              "must be a number"),
+    "change SD effectively zero": Case(
+        _set("results", 0, m1i="", sd1i="", m2i="", sd2i="", m1i_change=-3, sd1i_change="1e-9",
+             m2i_change=-1, sd2i_change=2.5), "results", 2, "sd1i_change", "effectively zero"),
 }  # fmt: skip
 
 

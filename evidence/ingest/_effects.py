@@ -13,6 +13,16 @@ With the codebook setting ``analysis.split_shared_arm_n: true``, a comparator ar
 its ``n2i`` (and ``event2i``) divided by ``k`` for each of them (Cochrane Handbook 23.3.4);
 ``n_split`` records it. The setting is off by default: the cluster already accounts for the
 dependence in the models of the analysis plan.
+
+Plausibility
+------------
+A computed effect size is refused, with its row, formula and inputs named, when ``yi`` is not
+finite, ``vi`` is not finite and positive, or ``|yi|`` exceeds the measure's bound
+:data:`MAX_ABS_YI` (or the codebook's ``analysis.max_abs_yi``): 10 for a standardized mean
+difference (arms ten pooled SDs apart: the distributions do not overlap at all) and for a log
+risk or odds ratio (a ratio beyond e^10 = 22026), 1 for a risk difference. Effect sizes are
+computed with numpy's floating-point warnings off; overflow and division by zero end up as
+such refusals, never as a warning on the terminal or a silently missing effect size.
 """
 
 from __future__ import annotations
@@ -31,11 +41,14 @@ from evidence.ingest.schemas import failure
 from evidence.stats.effects import compute_effects
 from evidence.stats.escalc import escalc
 
-__all__ = ["EFFECT_COLUMNS", "clusters", "shared_arm_divisor", "sheet_effects"]
+__all__ = ["EFFECT_COLUMNS", "MAX_ABS_YI", "clusters", "shared_arm_divisor", "sheet_effects"]
 
 EFFECT_COLUMNS = ("measure", "yi", "vi", "formula", "inputs", "flipped", "imputed_r",
                   "ri_used", "cluster", "n_split")  # fmt: skip
 _TWO_BY_TWO = ("RR", "OR", "RD")
+#: Largest plausible |yi| per measure (see the module notes); ``analysis.max_abs_yi`` overrides.
+MAX_ABS_YI = {"SMD": 10.0, "SMCR": 10.0, "RR": 10.0, "OR": 10.0, "RD": 1.0}
+_NAMES = {"SMD": "g", "SMCR": "g (SMCR)", "RR": "log RR", "OR": "log OR", "RD": "RD"}
 
 
 def clusters(results: pd.DataFrame) -> pd.Series:
@@ -136,14 +149,61 @@ def _two_by_two(res: pd.DataFrame, measure: str, flip: np.ndarray, divisor: np.n
     return frame, failures
 
 
+def _implausible(frame: pd.DataFrame, res: pd.DataFrame, bound: float | None, sheet: Sheet,
+                 done: np.ndarray) -> list[dict[str, Any]]:  # fmt: skip
+    """Failures of computed effect sizes that are not finite or beyond the measure's bound
+    (rows *done* already have a failure)."""
+    out = []
+    yi, vi = frame["yi"].to_numpy(dtype=float), frame["vi"].to_numpy(dtype=float)
+    limits = frame["measure"].map(MAX_ABS_YI).fillna(10.0).to_numpy(dtype=float)
+    limits = limits if bound is None else np.full(len(frame), bound)
+    fine = np.isfinite(yi) & np.isfinite(vi) & (vi > 0) & (np.abs(yi) <= limits)
+    for pos in np.flatnonzero(~done & ~fine):
+        measure, formula, limit = frame["measure"].iat[pos], frame["formula"].iat[pos], limits[pos]
+        name = _NAMES.get(measure, measure)
+        inputs = json.loads(frame["inputs"].iat[pos])
+        shown = ", ".join(f"{k} = {'missing' if x is None else f'{x:g}'}"
+                          for k, x in inputs.items())  # fmt: skip
+        source = f"{formula} from {shown}; check these cells"
+        if not np.isfinite(yi[pos]):
+            column, value = "yi", yi[pos]
+            rule = f"no effect size can be computed: {source} (they give no finite {name})"
+        elif not (np.isfinite(vi[pos]) and vi[pos] > 0):
+            column, value = "vi", vi[pos]
+            rule = (f"no effect size can be computed: its sampling variance must be finite and "
+                    f"> 0; {source}")  # fmt: skip
+        else:
+            column, value = "yi", yi[pos]
+            rule = (f"implausible effect size: |{name}| = {abs(yi[pos]):.6g} exceeds {limit:g}; "
+                    f"{source}, or allow larger effects with analysis.max_abs_yi in the "
+                    "codebook")  # fmt: skip
+        value = None if np.isnan(value) else f"{value:.6g}"  # text: JSON has no inf
+        out.append(failure(sheet, res[ROW].iat[pos], column, value, rule))
+    return out
+
+
 def sheet_effects(
     typed: dict[str, pd.DataFrame], codebook: Codebook, sheet: Sheet, skip: set[int]
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Effect size of every results row (rows in *skip*, by spreadsheet row, are left out).
 
     Returns the frame (index of the results frame; :data:`EFFECT_COLUMNS`) and the failures
-    of rows from which nothing can be computed.
+    of rows from which nothing (plausible) can be computed. numpy's floating-point warnings
+    are off: overflow and division by zero become failures (see the module notes).
     """
+    with np.errstate(all="ignore"):
+        frame, failures = _sheet_effects(typed, codebook, sheet, skip)
+    if frame.empty:
+        return frame, failures
+    res = typed["results"].loc[frame.index]
+    done = res[ROW].isin({f["row"] for f in failures}).to_numpy()
+    failures += _implausible(frame, res, codebook.analysis.max_abs_yi, sheet, done)
+    return frame, failures
+
+
+def _sheet_effects(
+    typed: dict[str, pd.DataFrame], codebook: Codebook, sheet: Sheet, skip: set[int]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     res = typed["results"]
     res = res[~res[ROW].isin(skip)]
     outcomes = typed["outcomes"][["study_key", "outcome_key", "direction"]]

@@ -166,6 +166,7 @@ CODEBOOK_FORMAT: dict[str, Any] = {
                 "vtype": {"enum": ("LS", "UB")},
                 "default_ri": {"type": (int, float), "gt": -1, "lt": 1},
                 "split_shared_arm_n": {"type": bool},
+                "max_abs_yi": {"type": (int, float), "gt": 0},
                 "model": _MODEL,
                 "level": {"type": (int, float), "gt": 0, "lt": 100},
             },

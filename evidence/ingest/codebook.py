@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,9 @@ class Analysis:
     split_shared_arm_n: bool = False
     model: dict[str, Any] = field(default_factory=dict)
     level: float = 95.0
+    #: Largest plausible ``|yi|`` (None: the measure's default, see
+    #: :data:`evidence.ingest._effects.MAX_ABS_YI`); a larger effect size is refused at ingest.
+    max_abs_yi: float | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,9 @@ def parse_codebook(raw: Any, source: str = "<codebook>") -> Codebook:
                 )
 
     analysis_raw = raw["analysis"]
+    max_abs_yi = analysis_raw.get("max_abs_yi")
+    if max_abs_yi is not None and not math.isfinite(max_abs_yi):
+        errors.append(("analysis.max_abs_yi", max_abs_yi, "must be a finite number"))
     analysis = Analysis(
         measure=analysis_raw["measure"],
         vtype=analysis_raw.get("vtype", "LS"),
@@ -348,6 +355,7 @@ def parse_codebook(raw: Any, source: str = "<codebook>") -> Codebook:
         split_shared_arm_n=bool(analysis_raw.get("split_shared_arm_n", False)),
         model=dict(analysis_raw.get("model", {})),
         level=float(analysis_raw.get("level", 95)),
+        max_abs_yi=None if max_abs_yi is None else float(max_abs_yi),
     )
     rules = tuple(raw.get("rules", tuple(OPTIONAL_RULES)))
 

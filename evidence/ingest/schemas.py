@@ -20,6 +20,30 @@ from evidence.ingest.readers import ROW, Sheet
 
 __all__ = ["sheet_schema", "check_sheets", "failure"]
 
+#: Largest magnitude of a number in any numeric or integer column: 2^53, the largest whole
+#: number a float64 (the type cells are read as) holds exactly. It is within int64 (so no
+#: integer overflows the database) and far beyond any statistic a trial reports; larger values
+#: (1e23, 1e308) would be stored inexactly or overflow the effect-size arithmetic.
+MAX_MAGNITUDE = 2.0**53
+#: Largest plausible group size: ten million, more than any trial has randomised (the largest,
+#: e.g. the 1954 polio vaccine field trial, enrolled about 1.8 million in all).
+MAX_N = 10_000_000
+#: Group-size columns the bound applies to, by sheet.
+N_COLUMNS = {"studies": ("n_total",), "arms": ("n_randomized",), "results": ("n1i", "n2i")}
+#: A result's n may exceed its arm's randomised n by this fraction (rounding, a coder using
+#: the analysed n of an imputed ITT set); more is refused.
+N_TOLERANCE = 0.10
+#: An SD below this fraction of its mean's magnitude is effectively zero (a typo, or a standard
+#: error or variance in the wrong column); it would turn any mean difference into an absurd g.
+MIN_SD_RATIO = 1e-6
+#: (SD column, the mean it describes) in a results sheet.
+SD_OF_MEAN = (("sd1i", "m1i"), ("sd2i", "m2i"), ("sd1i_pre", "m1i_pre"), ("sd2i_pre", "m2i_pre"),
+              ("sd1i_change", "m1i_change"), ("sd2i_change", "m2i_change"))  # fmt: skip
+_HUGE = ("must be between -2^53 and 2^53 (9007199254740992): a larger number is not stored "
+         "exactly and is no plausible coded value")  # fmt: skip
+_TOO_MANY = (f"a group size must be <= {MAX_N} (ten million: more than any trial has "
+             "randomised); check for a typo or a shifted column")  # fmt: skip
+
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 _NOT_NULLABLE = "required value is missing"
@@ -72,6 +96,8 @@ def _checks(col: Column) -> list[pa.Check]:
             checks.append(make(bound, error=f"must be {word} {_fmt(bound)}"))
     if col.pattern is not None:
         checks.append(pa.Check.str_matches(col.pattern, error=f"must match {col.pattern}"))
+    if col.name in N_COLUMNS.get(col.sheet, ()):
+        checks.append(pa.Check.le(MAX_N, error=_TOO_MANY))
     return checks
 
 
@@ -128,6 +154,11 @@ def _typed(sheet: Sheet, codebook: Codebook, failures: list[dict]) -> pd.DataFra
         values, bad, rule = _convert(text, col)
         for idx in np.flatnonzero(bad.to_numpy()):
             failures.append(failure(sheet, frame[ROW].iat[idx], name, text.iat[idx], rule))
+        if col.type in ("numeric", "integer"):
+            huge = ~bad & (values.abs() > MAX_MAGNITUDE)
+            for idx in np.flatnonzero(huge.to_numpy()):
+                failures.append(failure(sheet, frame[ROW].iat[idx], name, text.iat[idx], _HUGE))
+            values, bad = values.where(~huge, np.nan), bad | huge
         out[name] = values.where(~bad, None) if values.dtype == object else values
         out.attrs.setdefault("bad", set()).update((name, i) for i in frame.index[bad])
     return out
@@ -213,6 +244,7 @@ def _cross_failures(
                                    f"unknown {word}: study {res.at[idx, 'study_key']} has no "
                                    f"{word} with this key in the {target} sheet"))  # fmt: skip
         out += _result_rules(sheets["results"], res, codebook)
+        out += _n_within_randomised(sheets, typed)
         rob = typed.get("risk_of_bias")
         if rob is not None and "result_key" in rob.columns:
             known = pd.MultiIndex.from_frame(res[["study_key", "result_key"]].astype(object))
@@ -276,6 +308,15 @@ def _result_rules(sheet: Sheet, res: pd.DataFrame, codebook: Codebook) -> list[d
                         f"{_fmt(ub.at[idx])}] must contain the estimate {est}",
                     )
                 )
+    for sd, mean in SD_OF_MEAN:
+        s, m = col(sd), col(mean)
+        tiny = (s > 0) & (s < MIN_SD_RATIO * m.abs())
+        for idx in res.index[tiny]:
+            out.append(failure(sheet, res.at[idx, ROW], sd, cell(idx, sd),
+                               f"{sd} is effectively zero next to its mean {mean} = "
+                               f"{cell(idx, mean)}: an SD must be at least {MIN_SD_RATIO:g} x "
+                               "|mean| (a typo, or a standard error or variance in the SD "
+                               "column?)"))  # fmt: skip
     if "distinct_arms" in codebook.rules and "arm2_key" in res.columns:
         same = res["arm2_key"].notna() & (res["arm1_key"] == res["arm2_key"])
         for idx in res.index[same]:
@@ -288,6 +329,36 @@ def _result_rules(sheet: Sheet, res: pd.DataFrame, codebook: Codebook) -> list[d
                     "arm2_key must name a different arm than arm1_key",
                 )
             )
+    return out
+
+
+def _n_within_randomised(sheets: Mapping[str, Sheet], typed: Mapping[str, pd.DataFrame]
+                         ) -> list[dict]:  # fmt: skip
+    """A result's n1i/n2i may not exceed its arm's n_randomized by more than N_TOLERANCE."""
+    res, arms = typed["results"], typed["arms"]
+    if "n_randomized" not in arms.columns:
+        return []
+    arm_n = arms.dropna(subset=["n_randomized"]).drop_duplicates(["study_key", "arm_key"])
+    arm_n = arm_n.set_index(["study_key", "arm_key"])
+    out = []
+    for n, arm in (("n1i", "arm1_key"), ("n2i", "arm2_key")):
+        if n not in res.columns or arm not in res.columns:
+            continue
+        keys = pd.MultiIndex.from_frame(res[["study_key", arm]].astype(object))
+        randomised = arm_n["n_randomized"].reindex(keys).to_numpy(dtype=float)
+        arm_row = arm_n[ROW].reindex(keys).to_numpy()
+        given = res[n].to_numpy(dtype=float)
+        over = (given > randomised * (1 + N_TOLERANCE)) & (given <= MAX_N)  # else said once
+        for pos in np.flatnonzero(over):
+            idx = res.index[pos]
+            frame = sheets["results"].frame
+            value = frame.at[idx, n] if n in frame.columns else _fmt(res.at[idx, n])
+            out.append(failure(sheets["results"], res.at[idx, ROW], n, value,
+                               f"{n} = {value} exceeds the randomised n of arm "
+                               f"{res.at[idx, arm]} (n_randomized = {_fmt(randomised[pos])} in "
+                               f"{sheets['arms'].file}, sheet arms, row {int(arm_row[pos])}) by "
+                               f"more than {N_TOLERANCE:.0%}: an arm cannot report more "
+                               "participants than it randomised"))  # fmt: skip
     return out
 
 

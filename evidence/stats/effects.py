@@ -276,6 +276,7 @@ def _raise(failures: list[dict[str, Any]], what: str) -> None:
     raise ValidationError(f"{what}: {text}{more}.", failures)
 
 
+@np.errstate(all="ignore")  # overflow etc. end as refusals, not warnings
 def compute_effect(
     record: Mapping[str, Any],
     *,
@@ -389,6 +390,7 @@ def compute_effect(
     )
 
 
+@np.errstate(all="ignore")  # overflow etc. end as refusals, not warnings
 def compute_effects(
     frame: Any,
     *,
@@ -488,7 +490,7 @@ def compute_effects(
             failures.extend(_remap(err, name, rows, first_row))
             continue
         yi[rows], vi[rows] = res.yi, res.vi
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         se = (np.log(v["ci_ub"]) - np.log(v["ci_lb"])) / (2 * _Z975)
         yi = np.where(from_or, np.log(v["ori"]) * np.sqrt(3) / np.pi, yi)
         vi = np.where(from_or, se**2 * 3 / np.pi**2, vi)

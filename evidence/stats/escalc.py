@@ -488,7 +488,7 @@ def _compute(
     def g(name: str) -> np.ndarray:
         return a.get(name, nan)
 
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         if measure == "SMD":
             n1, n2 = g("n1i"), g("n2i")
             d = g("di").copy()
