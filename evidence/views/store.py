@@ -85,8 +85,14 @@ class ViewStatus:
             "k_effects": self.k_effects,
             **self.headline,
             "simulated": self.simulated,
+            "excluded": self.excluded,
             "result": self.result,
         }
+
+    @property
+    def excluded(self) -> list[dict[str, Any]]:
+        """Selected results not in the model, each with its reason (``view show`` lists them)."""
+        return list((self.result or {}).get("excluded", []))
 
 
 def _connect(engine: Engine) -> Any:
