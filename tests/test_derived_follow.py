@@ -223,3 +223,10 @@ def test_a_result_without_a_computable_effect_size_is_listed_as_excluded(
     assert "BCG-02 / r1: no effect size" in out
     shown = show_view(engine, "latitude")
     assert shown.k_effects == 11 and len(shown.excluded) == 2
+    code, out = run("view", "results", "--json", "--url", url)
+    excluded = {r["view"]: r["excluded"] for r in json.loads(out) if not r["level"]}
+    assert code == 0 and excluded == {"overall": 1, "latitude": 2, "allocation": 1}
+    code, out = run("view", "results", "--url", url)
+    assert "3 views (overall, latitude, allocation) leave out selected results" in " ".join(
+        out.split()
+    )
