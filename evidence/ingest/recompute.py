@@ -208,7 +208,8 @@ def recompute_effects(
             if row is None or not row.codebook:
                 raise NotFoundError(f"review id {review_id} has no stored codebook")
             cb = parse_codebook(json.loads(row.codebook), f"database review {row.name}")
-            sheets = stored_sheets(conn, cb, review_id, study_ids)
+            only = None if study_ids is None else sorted(set(study_ids))
+            sheets = stored_sheets(conn, cb, review_id, only)
     except sa.exc.DBAPIError as error:
         raise database_error(error) from error
     keys = tuple(str(k) for k in sheets["studies"].frame.get("study_key", []))
@@ -219,7 +220,7 @@ def recompute_effects(
         with write_transaction(engine, author=author, message=message, command=command) as tx:
             changes: dict[str, TableChanges] = {}
             if prepared is not None and len(prepared.typed["studies"]):
-                writer = _Writer(tx.connection, prepared, True, None)
+                writer = _Writer(tx.connection, prepared, True, None, only=only)
                 writer.run()
                 changes = dict(writer.changes)
             if invalid:
