@@ -40,10 +40,12 @@ from evidence.ingest.codebook import Codebook, parse_codebook
 from evidence.ingest.loader import Prepared, TableChanges, _prepare_sheets, _Writer
 from evidence.ingest.readers import ROW, Sheet
 
-__all__ = ["INVALID_FORMULA", "RecomputeReport", "recompute_effects"]
+__all__ = ["INVALID_FORMULA", "INVALID_REASON", "RecomputeReport", "recompute_effects"]
 
 #: ``effect_size.formula`` of a result whose stored records fail the codebook.
 INVALID_FORMULA = "not computed: invalid record"
+#: How the reason stored with such an effect size begins.
+INVALID_REASON = "the stored record fails the codebook: "
 
 _KEYS = {"arms": "arm_key", "outcomes": "outcome_key", "timepoints": "timepoint_key",
          "results": "result_key"}  # fmt: skip
@@ -107,7 +109,7 @@ def _invalid(sheets: dict[str, Sheet], failures: list[dict[str, Any]]) -> dict[s
     out = {}
     for study, texts in by_study.items():
         more = f" (and {len(texts) - 1} more problems)" if len(texts) > 1 else ""
-        out[study] = "the stored record fails the codebook: " + texts[0] + more
+        out[study] = INVALID_REASON + texts[0] + more
     return out
 
 

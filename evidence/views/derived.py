@@ -42,7 +42,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from evidence.db.models import metadata
-from evidence.ingest.recompute import INVALID_FORMULA, RecomputeReport, recompute_effects
+from evidence.ingest.recompute import (
+    INVALID_FORMULA,
+    INVALID_REASON,
+    RecomputeReport,
+    recompute_effects,
+)
 from evidence.views.compute import Computation, fingerprint
 from evidence.views.selection import Selection, evaluate
 from evidence.views.spec import ViewSpec
@@ -53,6 +58,7 @@ __all__ = [
     "follow_inputs",
     "following",
     "suspect_studies",
+    "suspects_of",
     "view_fingerprint",
     "with_exclusions",
 ]
@@ -171,6 +177,32 @@ def suspect_studies(
     return changed | lacking
 
 
+def suspects_of(
+    conn: Connection,
+    stale: list[Any],
+    reviews: Sequence[int],
+    followed: dict[int, int],
+    upto: int,
+    force: bool,
+) -> dict[int, set[int] | None]:
+    """Per review, the studies whose effect sizes must be recomputed before the *stale*
+    views (rows of ``analysis_view`` with their current result's checked revision) are
+    planned; *followed* holds the revision each review was already followed to."""
+    out: dict[int, set[int] | None] = {}
+    for rid in reviews:
+        views = [row for row in stale if row.review_id == rid]
+        since = None
+        if not force and all(row.result_id is not None for row in views):
+            since = min(row.checked_revision for row in views)
+            since = None if since < 0 else since
+        if rid in followed:
+            since = followed[rid] if since is None else max(since, followed[rid])
+        studies = suspect_studies(conn, rid, since, upto)
+        if studies is None or studies:
+            out[rid] = studies
+    return out
+
+
 def following() -> bool:
     """Whether this thread is writing recomputed effect sizes (the commit hook stays out)."""
     return _FOLLOWING.get()
@@ -284,11 +316,13 @@ def with_exclusions(
     invalid = [e for e in excluded if e["invalid"]]
     if invalid:
         studies = sorted({e["study"] for e in invalid})
+        detail = invalid[0]["reason"].removeprefix(INVALID_REASON)
+        more = f" (and {len(invalid) - 1} more)" if len(invalid) > 1 else ""
         message = (
-            f"not current: the stored records of {len(studies)} selected "
+            f"the stored records of {len(studies)} selected "
             f"stud{'y' if len(studies) == 1 else 'ies'} ({', '.join(studies[:_SHOWN])}) fail "
-            f"the codebook, so their effect sizes cannot be recomputed; first: "
-            f"{invalid[0]['reason']}. Fix the records (ingest, or plain SQL) and the view follows"
+            f"the codebook, so no current effect size can be computed from them: {detail}"
+            f"{more}. Fix the records (ingest, or plain SQL) and the view follows"
         )
         summary = "\n".join(
             [f"View {spec.name!r}: not computed: {message}", "Not usable:", *_lines(invalid)]

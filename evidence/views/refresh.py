@@ -10,6 +10,9 @@ the data.
 
 Refreshing stale views
 ----------------------
+0. Derived values first: the studies changed by plain SQL since the views were last checked
+   (or holding a result without an effect size) get their effect sizes recomputed from
+   their records, in one revision (:mod:`evidence.views.derived`); the views then see them.
 1. In one read snapshot (PostgreSQL: ``REPEATABLE READ``; SQLite: one read transaction,
    which WAL keeps consistent) the state, the logged changes since the views were last
    checked and the data are read, so a view is never computed from a mix of states.
@@ -52,7 +55,7 @@ from evidence.views.derived import (
     exclusions,
     follow_inputs,
     following,
-    suspect_studies,
+    suspects_of,
     view_fingerprint,
     with_exclusions,
 )
@@ -422,7 +425,7 @@ def refresh_views(
                 reviews = dict.fromkeys(row.review_id for row in stale)
                 pending = {}
                 if attempt < _FOLLOW_PASSES - 1:
-                    pending = _suspects(conn, stale, reviews, followed, state[0], force)
+                    pending = suspects_of(conn, stale, reviews, followed, state[0], force)
                 if not pending:
                     plans: list[_Plan] = []
                     rebuild = False
@@ -452,30 +455,6 @@ def refresh_views(
     return RefreshReport(
         state[0], state[1], tuple(stored), tuple(confirmed), errors, tuple(effects), invalid
     )
-
-
-def _suspects(
-    conn: Connection,
-    stale: list[Any],
-    reviews: Sequence[int],
-    followed: dict[int, int],
-    upto: int,
-    force: bool,
-) -> dict[int, set[int] | None]:
-    """Per review, the studies whose effect sizes must be recomputed before planning."""
-    out: dict[int, set[int] | None] = {}
-    for rid in reviews:
-        views = [row for row in stale if row.review_id == rid]
-        since = None
-        if not force and all(row.result_id is not None for row in views):
-            since = min(row.checked_revision for row in views)
-            since = None if since < 0 else since
-        if rid in followed:
-            since = followed[rid] if since is None else max(since, followed[rid])
-        studies = suspect_studies(conn, rid, since, upto)
-        if studies is None or studies:
-            out[rid] = studies
-    return out
 
 
 def refresh_affected(engine: Engine, revision: int | None = None) -> RefreshReport:
