@@ -176,22 +176,29 @@ def test_report_lists_an_edit_between_two_reports_and_the_estimate_shift(
         before = show_view(engine, "physical-overall").headline["estimate"]
         # a change by plain SQL (not through evidence): the history triggers record it
         with sqlite3.connect(copy / "evidence.db") as conn:
-            conn.execute("UPDATE effect_size SET yi = yi + 2 WHERE id = 1")  # SIM-001, physical
+            conn.execute(  # SIM-001, physical: its effect size follows at the next read
+                "UPDATE result SET m1i = m1i + 80 WHERE id = "
+                "(SELECT result_id FROM effect_size WHERE id = 1)"
+            )
         result = build_report(engine, copy / "report.html")  # the old file is the previous one
         after = show_view(engine, "physical-overall").headline["estimate"]
     finally:
         engine.dispose()
-    assert result.previous_revision == 1 and result.revision == 2
-    assert result.changes == {"effect_size changed": 1}
+    # revision 2: the plain-SQL edit; 3: the effect size recomputed from it
+    assert result.previous_revision == 1 and result.revision == 3
+    assert result.changes == {"effect_size changed": 1, "result changed": 1}
     page = result.path.read_text(encoding="utf-8")
     changes = page[page.index('id="changes"') : page.index('class="domain"')]
-    assert "data revision 1" in changes and "This report: data revision 2" in changes
+    assert "data revision 1" in changes and "This report: data revision 3" in changes
     assert '<td>effect_size changed</td><td class="n">1</td>' in changes
-    assert re.search(r"<td>SIM-001</td><td>1 effect_size changed</td><td>yi</td>", changes)
+    assert re.search(
+        r"<td>SIM-001</td><td>1 effect_size changed, 1 result changed</td><td>[^<]*m1i[^<]*yi</td>",
+        changes,
+    )
     moved = {m["view"]: m for m in result.moved}
     assert set(moved) == {v for v in built.views if v.startswith("physical-")}
     assert moved["physical-overall"]["shift"] == pytest.approx(after - before, abs=1e-12)
-    assert after - before > 0.01
+    assert abs(after - before) > 0.005  # the estimate moved
     row = re.search(r"<td>physical-overall</td>(.*?)</tr>", changes, re.S)
     assert row is not None
     assert f"{before:.3f}</td>" in row.group(1) and f"{after - before:+.3f}</td>" in row.group(1)

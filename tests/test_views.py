@@ -42,6 +42,17 @@ def seeded(migrated_db_url: str):
     engine.dispose()
 
 
+def _edit_input(conn: sa.Connection, es_id: int, delta: float) -> None:
+    """Plain SQL: change the mean of an effect size's result (the effect size follows)."""
+    conn.execute(
+        sa.text(
+            "UPDATE result SET m1i = m1i + :d"
+            " WHERE id = (SELECT result_id FROM effect_size WHERE id = :i)"
+        ),
+        {"d": delta, "i": es_id},
+    )
+
+
 def _set_yi(engine: sa.Engine, es_id: int, delta: float) -> int:
     with write_transaction(engine, message="edit") as (conn, revision):
         conn.execute(
@@ -102,7 +113,7 @@ def test_a_write_refreshes_exactly_the_views_it_affects(seeded) -> None:
     es_id = 1
     study, domain = _study_of(seeded, es_id)
     with seeded.begin() as conn:  # plain SQL: no refresh on write, detected on read
-        conn.execute(sa.text("UPDATE effect_size SET yi = yi + 0.5 WHERE id = :i"), {"i": es_id})
+        _edit_input(conn, es_id, 5.0)
     assert len(stale_views(seeded)) == 22  # every view is unconfirmed until checked
     report = refresh_affected(seeded)
     other = "mental" if domain == "physical" else "physical"
@@ -127,7 +138,7 @@ def test_a_write_through_evidence_leaves_every_view_fresh_when_it_returns(seeded
 def test_plain_sql_change_is_detected_and_never_shown_as_current(seeded) -> None:
     before = create_view(seeded, "all", "")
     with seeded.begin() as conn:  # plain SQL, outside evidence's write path
-        conn.execute(sa.text("UPDATE effect_size SET yi = yi + 1 WHERE id = 2"))
+        _edit_input(conn, 2, 10.0)
     assert stale_views(seeded) == ["all"]
     stale = show_view(seeded, "all", refresh=False)
     assert not stale.fresh
@@ -135,7 +146,8 @@ def test_plain_sql_change_is_detected_and_never_shown_as_current(seeded) -> None
         row = conn.execute(sa.text("SELECT stale FROM pooled_estimate")).one()
     assert row.stale == 1
     shown = show_view(seeded, "all")
-    assert shown.fresh and shown.revision == before.revision + 1
+    # revision 2: the plain-SQL edit; 3: the effect size recomputed from it, then the view
+    assert shown.fresh and shown.revision == before.revision + 2
     assert shown.headline["estimate"] != before.headline["estimate"]
 
 

@@ -48,8 +48,9 @@ def test_view_commands_create_show_list_refresh_history_drop(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "UPDATE effect_size SET yi = yi + 1 WHERE result_id IN (SELECT r.id FROM result r"
-                " JOIN outcome o ON o.id = r.outcome_id WHERE o.domain = 'mental' LIMIT 1)"
+                "UPDATE result SET m1i = m1i + 10 WHERE id IN (SELECT r.id FROM result r"
+                " JOIN outcome o ON o.id = r.outcome_id WHERE o.domain = 'mental'"
+                " AND r.m1i IS NOT NULL LIMIT 1)"
             )
         )
     engine.dispose()
@@ -61,12 +62,13 @@ def test_view_commands_create_show_list_refresh_history_drop(url: str) -> None:
     assert code == 0 and "1 recomputed" in out
     code, out = run("view", "history", "m", "--json", "--url", url)
     entries = json.loads(out)["entries"]
-    assert [e["revision"] for e in entries] == [1, 2]
-    assert entries[1]["changes"][0]["table"] == "effect_size"
+    # revision 2: the plain-SQL edit; 3: the effect size recomputed from it
+    assert [e["revision"] for e in entries] == [1, 3]
+    assert {c["table"] for c in entries[1]["changes"]} == {"result", "effect_size"}
     code, out = run("view", "show", "m", "--as-of", "1", "--json", "--url", url)
     assert json.loads(out)["estimate"] == entries[0]["estimate"]
-    code, out = run("diff", "1", "2", "--url", url)
-    assert code == 0 and "1 changed records" in out
+    code, out = run("diff", "1", "3", "--url", url)
+    assert code == 0 and "2 changed records" in out
     code, out = run("view", "drop", "m", "--url", url)
     assert code == 0 and "2 stored results" in out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,19 @@ def _cell(x: Any) -> str:
     return str(x)
 
 
-def stored_sheets(conn: Connection, codebook: Codebook, rid: int) -> dict[str, Sheet]:
-    """The stored records of a review as text coding sheets (to re-validate them)."""
+def stored_sheets(
+    conn: Connection, codebook: Codebook, rid: int, study_ids: Iterable[int] | None = None
+) -> dict[str, Sheet]:
+    """The stored records of a review as text coding sheets (to re-validate them).
+
+    *study_ids* limits them to those studies (their records are complete: each study's
+    arms, outcomes, timepoints, results, moderator values and judgements).
+    """
     where = f"review {codebook.name} in the database"
+    scope = ""
+    if study_ids is not None:
+        ids = ", ".join(str(int(i)) for i in sorted(set(study_ids))) or "NULL"
+        scope = f" AND s.id IN ({ids})"
     q = {
         "studies": f"SELECT s.* FROM study s WHERE s.review_id = {rid}",
         "arms": "SELECT s.study_key, a.* FROM arm a JOIN study s ON s.id = a.study_id "
@@ -49,10 +60,17 @@ def stored_sheets(conn: Connection, codebook: Codebook, rid: int) -> dict[str, S
             "SELECT s.study_key, r.result_key, b.* FROM risk_of_bias b JOIN study s ON "
             f"s.id = b.study_id LEFT JOIN result r ON r.id = b.result_id WHERE s.review_id = {rid}"
         )
+    q = {name: sql + scope for name, sql in q.items()}
+    owned = ""
+    if scope:
+        studies = f"SELECT s.id FROM study s WHERE s.review_id = {rid}{scope}"
+        owned = (f" AND (v.study_id IN ({studies}) OR v.arm_id IN (SELECT id FROM arm WHERE "
+                 f"study_id IN ({studies})) OR v.result_id IN (SELECT id FROM result WHERE "
+                 f"study_id IN ({studies})))")  # fmt: skip
     values = pd.DataFrame(conn.execute(sa.text(
         "SELECT m.name, v.study_id, v.arm_id, v.result_id, v.value_text, v.value_num "
         f"FROM moderator_value v JOIN moderator m ON m.id = v.moderator_id "
-        f"WHERE m.review_id = {rid}")).all(),
+        f"WHERE m.review_id = {rid}{owned}")).all(),
         columns=["name", "study_id", "arm_id", "result_id", "value_text", "value_num"])  # fmt: skip
     target = {"studies": "study_id", "arms": "arm_id", "results": "result_id"}
     sheets = {}

@@ -267,9 +267,11 @@ class _Writer:
     """Diffs desired records against the stored ones, table by table, and writes them."""
 
     def __init__(self, conn: Connection, prepared: Prepared, write: bool,
-                 progress: Progress | None, complete: bool = False) -> None:  # fmt: skip
+                 progress: Progress | None, complete: bool = False,
+                 only: Sequence[int] | None = None) -> None:  # fmt: skip
         self.conn, self.p, self.write, self.progress = conn, prepared, write, progress
         self.complete = complete  # the sheets hold the whole review: other studies go
+        self.only = only  # ids of the only stored studies the sheets speak for (None: all)
         self.changes: dict[str, TableChanges] = {}
         self.fake = -1
 
@@ -343,15 +345,18 @@ class _Writer:
         for c in cols:
             if c not in studies:
                 studies[c] = None
-        cur = load(self.conn, st, st.c.review_id == rid, ["review_id", "study_key", *cols])
+        self.st_where = st.c.review_id == rid
+        if self.only is not None:
+            self.st_where = sa.and_(self.st_where, st.c.id.in_(sorted(self.only)))
+        cur = load(self.conn, st, self.st_where, ["review_id", "study_key", *cols])
         d = diff(st, studies, cur, ["review_id", "study_key"], cols,
                  deletable=pd.Series(self.complete, index=cur.index))  # fmt: skip
         stale_studies, d.delete = d.delete, []
         self._apply(d)
-        study_ids = self._ids("study", st.c.review_id == rid, ["study_key"], studies, d)
+        study_ids = self._ids("study", self.st_where, ["study_key"], studies, d)
         study_ids = study_ids.rename(columns={"id": "study_id"})
         scope = set(study_ids.merge(studies[["study_key"]])["study_id"]) | set(stale_studies)
-        in_review = sa.select(st.c.id).where(st.c.review_id == rid).scalar_subquery()
+        in_review = sa.select(st.c.id).where(self.st_where).scalar_subquery()
 
         # arms, outcomes, timepoints
         maps: dict[str, pd.DataFrame] = {}
@@ -480,8 +485,15 @@ class _Writer:
         desired = pd.concat([f.reindex(columns=cols) for f in parts], ignore_index=True) \
             if parts else pd.DataFrame(columns=cols)  # fmt: skip
         in_review = sa.select(mt.c.id).where(mt.c.review_id == self.rid).scalar_subquery()
-        cur = load(self.conn, mv, mv.c.moderator_id.in_(in_review), cols)
-        studies_of_review = sa.select(st.c.id).where(st.c.review_id == self.rid)
+        studies_of_review = sa.select(st.c.id).where(self.st_where)
+        where = mv.c.moderator_id.in_(in_review)
+        if self.only is not None:
+            owned = studies_of_review.scalar_subquery()
+            arms = sa.select(at.c.id).where(at.c.study_id.in_(owned))
+            results = sa.select(rt.c.id).where(rt.c.study_id.in_(owned))
+            where = sa.and_(where, sa.or_(mv.c.study_id.in_(owned), mv.c.arm_id.in_(arms),
+                                          mv.c.result_id.in_(results)))  # fmt: skip
+        cur = load(self.conn, mv, where, cols)
         arm_study = dict(self.conn.execute(sa.select(at.c.id, at.c.study_id).where(
             at.c.study_id.in_(studies_of_review.scalar_subquery()))).all())  # fmt: skip
         res_study = dict(self.conn.execute(sa.select(rt.c.id, rt.c.study_id).where(

@@ -10,6 +10,9 @@ the data.
 
 Refreshing stale views
 ----------------------
+0. Derived values first: the studies changed by plain SQL since the views were last checked
+   (or holding a result without an effect size) get their effect sizes recomputed from
+   their records, in one revision (:mod:`evidence.views.derived`); the views then see them.
 1. In one read snapshot (PostgreSQL: ``REPEATABLE READ``; SQLite: one read transaction,
    which WAL keeps consistent) the state, the logged changes since the views were last
    checked and the data are read, so a view is never computed from a mix of states.
@@ -34,7 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +50,15 @@ from evidence.db.models import metadata, utcnow
 from evidence.errors import EvidenceError
 from evidence.views.compute import ENGINE_VERSION, Computation, compute, fingerprint, selected_frame
 from evidence.views.dataset import build_dataset, field_types, load_tables, review_codebook
+from evidence.views.derived import (
+    changed_studies,
+    exclusions,
+    follow_inputs,
+    following,
+    suspects_of,
+    view_fingerprint,
+    with_exclusions,
+)
 from evidence.views.models import AnalysisView, ViewResult
 from evidence.views.selection import Selection, evaluate
 from evidence.views.spec import ViewSpec, check_spec
@@ -65,7 +77,9 @@ __all__ = [
 VIEW = AnalysisView.__table__
 RESULT = ViewResult.__table__
 _WRITE = WRITE_OPTIONS
-_STUDY_SCOPED = ("arm", "outcome", "timepoint", "result", "risk_of_bias")
+#: Passes of following plain-SQL changes before the views are planned (a plain-SQL write
+#: between a recomputation and the snapshot starts one more).
+_FOLLOW_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,10 @@ class RefreshReport:
     recomputed: tuple[str, ...] = ()
     confirmed: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    #: ``review/study`` keys whose effect sizes were recomputed after a plain-SQL change.
+    effects: tuple[str, ...] = ()
+    #: ``review/study`` -> why its effect sizes cannot be computed (its records fail).
+    invalid: dict[str, str] = field(default_factory=dict)
 
     @property
     def checked(self) -> int:
@@ -89,6 +107,8 @@ class RefreshReport:
             "recomputed": list(self.recomputed),
             "confirmed": list(self.confirmed),
             "errors": list(self.errors),
+            "effects_recomputed": list(self.effects),
+            "invalid": dict(self.invalid),
         }
 
 
@@ -148,68 +168,6 @@ def spec_of(row: Any) -> ViewSpec:
         title=row.title,
         source=row.source,
     )
-
-
-# ---------------------------------------------------------------------------- changes
-
-
-def _values(text: str | None) -> dict[str, Any]:
-    return json.loads(text) if text else {}
-
-
-def changed_studies(conn: Connection, since: int) -> set[int] | None:
-    """Ids of the studies whose rows changed after revision *since*.
-
-    None when a change is not tied to studies (a review or moderator declaration), or a
-    row cannot be traced to its study: then every view must be checked.
-    """
-    c = metadata.tables["change_log"].c
-    rows = conn.execute(
-        sa.select(c.table_name, c.row_id, c.old_values, c.new_values).where(c.revision_id > since)
-    ).all()
-    studies: set[int] = set()
-    result_ids: set[int] = set()
-    arm_ids: set[int] = set()
-    known: dict[str, dict[int, int]] = {"result": {}, "arm": {}}
-    for table, row_id, old, new in rows:
-        if table in ("review", "moderator"):
-            return None
-        values = [_values(old), _values(new)]
-        if table == "study":
-            studies.add(int(row_id))
-            continue
-        for v in values:
-            if not v:
-                continue
-            if table in _STUDY_SCOPED:
-                studies.add(int(v["study_id"]))
-                if table in known:
-                    known[table][int(row_id)] = int(v["study_id"])
-            elif table == "effect_size":
-                result_ids.add(int(v["result_id"]))
-            elif table == "moderator_value":
-                if v.get("study_id") is not None:
-                    studies.add(int(v["study_id"]))
-                elif v.get("arm_id") is not None:
-                    arm_ids.add(int(v["arm_id"]))
-                elif v.get("result_id") is not None:
-                    result_ids.add(int(v["result_id"]))
-    for table, ids in (("result", result_ids), ("arm", arm_ids)):
-        missing = {i for i in ids if i not in known[table]}
-        if missing:
-            t = metadata.tables[table]
-            found = dict(
-                conn.execute(
-                    sa.select(t.c.id, t.c.study_id).where(
-                        t.c.id.in_(sa.bindparam("ids", sorted(missing), expanding=True))
-                    )
-                ).all()
-            )
-            if set(found) != missing:
-                return None
-            known[table].update(found)
-        studies.update(known[table][i] for i in ids)
-    return studies
 
 
 # ---------------------------------------------------------------------------- refresh
@@ -329,12 +287,16 @@ def _plan_review(
                 codebook.moderators,
             )
         data = selected_frame(spec, selection, frame)
-        fp = fingerprint(spec, data)
+        excluded = exclusions(conn, spec, selection, frame)
+        fp = view_fingerprint(spec, data, excluded)
         if fp != row.fingerprint:
             plan.action = "store"
-            plan.computation = compute(spec, selection, frame, kinds)
+            comp = compute(spec, selection, frame, kinds)
+            plan.computation = with_exclusions(comp, spec, fp, excluded)
+            # the studies it uses or excludes (a change of either must reach it)
+            studies = set(data["study"]) | {e["study"] for e in excluded}
             plan.study_ids = sorted(
-                set(frame.loc[frame["study"].isin(set(data["study"])), "study_id"].astype(int))
+                set(frame.loc[frame["study"].isin(studies), "study_id"].astype(int))
             )
         plans.append(plan)
     return plans, rebuild_sql_view or full
@@ -443,27 +405,44 @@ def refresh_views(
     """
     from evidence.views.sqlviews import rebuild_dataset_view
 
+    followed: dict[int, int] = {}  # review id -> revision its plain-SQL changes were followed to
+    effects: list[str] = []
+    invalid: dict[str, str] = {}
     try:
-        with snapshot(engine) as conn:
-            state = data_state(conn)
-            rows = _current_rows(conn, names, review_id)
-            stale = [
-                row
-                for row in rows
-                if force
-                or row.result_id is None
-                or (row.checked_revision, row.checked_count) != state
-            ]
-            if not stale:
-                return RefreshReport(*state)
-            plans: list[_Plan] = []
-            rebuild = False
-            for rid in dict.fromkeys(row.review_id for row in stale):
-                part, changed_schema = _plan_review(
-                    conn, rid, [row for row in stale if row.review_id == rid], state, force
-                )
-                plans += part
-                rebuild |= changed_schema
+        for attempt in range(_FOLLOW_PASSES):
+            with snapshot(engine) as conn:
+                state = data_state(conn)
+                rows = _current_rows(conn, names, review_id)
+                stale = [
+                    row
+                    for row in rows
+                    if force
+                    or row.result_id is None
+                    or (row.checked_revision, row.checked_count) != state
+                ]
+                if not stale:
+                    return RefreshReport(*state, effects=tuple(effects), invalid=invalid)
+                reviews = dict.fromkeys(row.review_id for row in stale)
+                pending = {}
+                if attempt < _FOLLOW_PASSES - 1:
+                    pending = suspects_of(conn, stale, reviews, followed, state[0], force)
+                if not pending:
+                    plans: list[_Plan] = []
+                    rebuild = False
+                    for rid in reviews:
+                        part, changed_schema = _plan_review(
+                            conn, rid, [row for row in stale if row.review_id == rid], state, force
+                        )
+                        plans += part
+                        rebuild |= changed_schema
+            if not pending:
+                break
+            for rid, studies in pending.items():
+                done = follow_inputs(engine, rid, studies)
+                followed[rid] = state[0]
+                if done.changed:
+                    effects += [f"{done.review}/{k}" for k in done.studies]
+                invalid.update({f"{done.review}/{k}": v for k, v in done.invalid.items()})
         with engine.connect() as wconn:
             wconn = wconn.execution_options(**_WRITE)
             with wconn.begin():
@@ -473,7 +452,9 @@ def refresh_views(
     except sa.exc.DBAPIError as error:
         raise database_error(error) from error
     errors = tuple(p.name for p in plans if p.computation and p.computation.status != "ok")
-    return RefreshReport(state[0], state[1], tuple(stored), tuple(confirmed), errors)
+    return RefreshReport(
+        state[0], state[1], tuple(stored), tuple(confirmed), errors, tuple(effects), invalid
+    )
 
 
 def refresh_affected(engine: Engine, revision: int | None = None) -> RefreshReport:
@@ -513,5 +494,9 @@ def refresh_all(
 @on_commit
 def _refresh_after_write(engine: Engine, revision: int) -> None:
     """Every write through :func:`evidence.db.write_transaction` (ingest, codebook apply,
-    restore) refreshes the views it affected before it returns."""
+    restore) refreshes the views it affected before it returns. The recomputation of effect
+    sizes inside a refresh (:func:`~evidence.views.derived.follow_inputs`) is left to that
+    refresh."""
+    if following():
+        return
     refresh_affected(engine, revision)

@@ -40,8 +40,31 @@ def results_rich_table(frame: pd.DataFrame, console: Console | None = None) -> T
     A view's subgroups follow it on indented rows of the same first column. Names, numbers
     and intervals are never cut: on a *console* too narrow for the whole table, the
     heterogeneity and moderator-test columns (then the prediction interval) are left out,
-    and a caption says so, rather than cropping a k or an interval.
+    and a caption says so, rather than cropping a k or an interval. A caption names the views
+    that leave out some of the results they select (their k counts what is in the model).
     """
+    table = _fitted(frame, console)
+    notes = [table.caption] if table.caption else []
+    views = _excluding(frame)
+    if views:
+        notes.append(
+            f"{len(views)} view{'s' if len(views) != 1 else ''} ({', '.join(views[:3])}"
+            f"{', ...' if len(views) > 3 else ''}) leave out selected results without an effect"
+            " size or a moderator value: `evidence view show VIEW` lists them"
+        )
+    table.caption = "\n".join(str(n) for n in notes) or None
+    return table
+
+
+def _excluding(frame: pd.DataFrame) -> list[str]:
+    """Views that leave out some of the results they select."""
+    if "excluded" not in frame:
+        return []
+    rows = frame[pd.to_numeric(frame["excluded"], errors="coerce").fillna(0) > 0]
+    return [str(v) for v in rows["view"]]
+
+
+def _fitted(frame: pd.DataFrame, console: Console | None) -> Table:
     if console is None:
         return _table(frame, ("pi", "wrapped"))
     unbounded = console.options.update(max_width=10_000)

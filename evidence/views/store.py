@@ -85,8 +85,14 @@ class ViewStatus:
             "k_effects": self.k_effects,
             **self.headline,
             "simulated": self.simulated,
+            "excluded": self.excluded,
             "result": self.result,
         }
+
+    @property
+    def excluded(self) -> list[dict[str, Any]]:
+        """Selected results not in the model, each with its reason (``view show`` lists them)."""
+        return list((self.result or {}).get("excluded", []))
 
 
 def _connect(engine: Engine) -> Any:
@@ -352,7 +358,8 @@ def results_table(
     """The review's results: one row per view (and per subgroup level of subgroup views).
 
     Columns: view, level, k_studies, k_effects, estimate, ci_lb, ci_ub, pi_lb, pi_ub,
-    heterogeneity (tau2 or the sigma2s, and I2), test (of moderators), fresh. The frame's
+    heterogeneity (tau2 or the sigma2s, and I2), test (of moderators), fresh, error, excluded
+    (how many selected results are not in the model: ``show_view`` lists them). The frame's
     ``attrs["title"]`` says ``SIMULATED data`` when a selected study is simulated.
     """
     if refresh:
@@ -425,4 +432,5 @@ def _row(
         "test": test,
         "fresh": st.fresh if st is not None else None,
         "error": (st.error if st is not None else fit.get("error")),
+        "excluded": len(st.excluded) if st is not None else None,
     }
