@@ -27,7 +27,14 @@ from evidence.views.dataset import field_types, read_dataset, review_row
 from evidence.views.refresh import RESULT, VIEW, data_state, spec_of
 from evidence.views.spec import ViewSpec, check_spec
 
-__all__ = ["ViewHistory", "diff_revisions", "recompute_as_of", "resolve_revision", "view_history"]
+__all__ = [
+    "ViewHistory",
+    "check_revisions",
+    "diff_revisions",
+    "recompute_as_of",
+    "resolve_revision",
+    "view_history",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,26 @@ def resolve_revision(conn: Connection, when: int | str) -> int:
     if found is None:
         raise NotFoundError(f"no data revision exists before {text}")
     return int(found)
+
+
+def check_revisions(conn: Connection, rev1: int | str, rev2: int | str) -> tuple[int, int, bool]:
+    """Two existing revisions, oldest first, and whether they were given newest first.
+
+    Raises
+    ------
+    NotFoundError
+        A revision number that is not in the database (naming it and the latest one).
+    """
+    a, b = resolve_revision(conn, rev1), resolve_revision(conn, rev2)
+    r = metadata.tables["revision"].c
+    known = set(conn.execute(sa.select(r.id).where(r.id.in_([a, b]))).scalars())
+    for x in (a, b):
+        if x not in known:
+            latest = data_state(conn)[0]
+            if not latest:
+                raise NotFoundError(f"revision {x} does not exist: the database has no revisions")
+            raise NotFoundError(f"revision {x} does not exist (latest: {latest})")
+    return (b, a, True) if a > b else (a, b, False)
 
 
 def _changes(conn: Connection, after: int, upto: int, studies: set[int]) -> list[dict[str, Any]]:
@@ -211,8 +238,9 @@ def view_history(engine: Engine, name: str, *, review: str | None = None) -> Vie
 
 
 def _compute_at(
-    conn: Connection, specs: list[ViewSpec], review: str, revision: int
+    conn: Connection, specs: list[ViewSpec], review: str, revision: int | None
 ) -> dict[str, Computation]:
+    """Fit *specs* on the data as of *revision* (None: as it is now)."""
     frame, codebook = read_dataset(conn, review, revision=revision)
     types = field_types(codebook)
     kinds = {k: t.kind for k, t in types.items()}
@@ -252,9 +280,7 @@ def diff_revisions(
     """
     try:
         with engine.connect() as conn:
-            a, b = resolve_revision(conn, rev1), resolve_revision(conn, rev2)
-            if a > b:
-                a, b = b, a
+            a, b, _ = check_revisions(conn, rev1, rev2)
             rv = review_row(conn, review)
             views = conn.execute(
                 sa.select(VIEW).where(VIEW.c.review_id == rv.id).order_by(VIEW.c.id)
