@@ -340,6 +340,6 @@ def register(app: typer.Typer) -> None:
             fail(error)
             return
         if as_json:
-            _dump(summary.to_dict())
+            typer.echo(json.dumps(summary.to_dict(), default=str))  # one line: records are many
             return
         print_diff(summary, console)

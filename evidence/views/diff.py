@@ -35,9 +35,8 @@ from sqlalchemy.engine import Connection, Engine
 from evidence.db.engine import database_error
 from evidence.db.models import NATURAL_KEYS, metadata
 from evidence.errors import NotFoundError
-from evidence.views.dataset import review_row
-from evidence.views.history import _compute_at, check_revisions
-from evidence.views.refresh import RESULT, VIEW, data_state, spec_of
+from evidence.views.models import AnalysisView, ViewResult
+from evidence.views.revisions import check_revisions
 
 __all__ = ["DERIVED_COLUMNS", "DiffSummary", "ViewMove", "ViewState", "diff_summary"]
 
@@ -47,6 +46,8 @@ DERIVED_COLUMNS: dict[str, frozenset[str]] = {
     "review": frozenset({"updated_at"}),
 }
 _LOG = metadata.tables["change_log"]
+_VIEW = AnalysisView.__table__
+_RESULT = ViewResult.__table__
 #: ``{study id: (review id, study key)}``
 _Studies = dict[int, tuple[int | None, str | None]]
 _CHUNK = 5000
@@ -154,10 +155,13 @@ class DiffSummary:
 
 def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dicts of plain Python values (<NA> as None, columns as lists)."""
-    out = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    for row in out:
-        row["columns"] = list(row["columns"])
-    return out
+    names = list(frame.columns)
+    values = [
+        [list(x) for x in frame[n]] if n == "columns" else
+        frame[n].astype(object).where(frame[n].notna(), None).tolist()
+        for n in names
+    ]  # fmt: skip
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _same(x: Any, y: Any) -> bool:
@@ -354,7 +358,7 @@ def _view_states(
     conn: Connection, review: Any, views: list[Any], revision: int, latest: int
 ) -> dict[str, ViewState]:
     """Each view's headline in force at *revision*: stored when confirmed there, else refitted."""
-    r = RESULT.c
+    r = _RESULT.c
     ids = {v.id: v for v in views}
     states: dict[str, ViewState] = {}
     if ids:
@@ -366,7 +370,10 @@ def _view_states(
         for row in rows:  # the last one confirmed at the revision wins
             states[ids[row.view_id].name] = ViewState(revision, "stored", *(row[1:]))
     missing = [v for v in views if v.name not in states]
-    if missing:
+    if missing:  # the engine is imported only when a view must be refitted
+        from evidence.views.history import _compute_at
+        from evidence.views.refresh import spec_of
+
         specs = [spec_of(v) for v in missing]
         try:
             comps = _compute_at(conn, specs, review.name, None if revision == latest else revision)
@@ -394,6 +401,18 @@ def _view_states(
 # --------------------------------------------------------------------------- summary
 
 
+def _review(conn: Connection, name: str | None) -> Any:
+    """The review named *name* (or the only one); ``review_row`` says why when not found."""
+    t = metadata.tables["review"]
+    query = sa.select(t.c.id, t.c.name)
+    rows = conn.execute(query if name is None else query.where(t.c.name == name)).all()
+    if len(rows) == 1:
+        return rows[0]
+    from evidence.views.dataset import review_row  # raises NotFoundError naming the choices
+
+    return review_row(conn, name)
+
+
 def diff_summary(
     engine: Engine, rev1: int | str, rev2: int | str, *, review: str | None = None
 ) -> DiffSummary:
@@ -417,14 +436,15 @@ def diff_summary(
     try:
         with engine.connect() as conn:
             a, b, swapped = check_revisions(conn, rev1, rev2)
-            rv = review_row(conn, review)
+            rv = _review(conn, review)
             frame = _read_log(conn, a, b)
             frame["study"] = _assign_studies(conn, frame)
             studies = _studies_at(conn, b)
             views = conn.execute(
-                sa.select(VIEW).where(VIEW.c.review_id == rv.id).order_by(VIEW.c.id)
+                sa.select(_VIEW).where(_VIEW.c.review_id == rv.id).order_by(_VIEW.c.id)
             ).all()
-            latest = data_state(conn)[0]
+            latest = conn.execute(sa.select(sa.func.max(metadata.tables["revision"].c.id)))
+            latest = latest.scalar() or 0
             before = _view_states(conn, rv, views, a, latest)
             after = _view_states(conn, rv, views, b, latest)
     except sa.exc.DBAPIError as error:
