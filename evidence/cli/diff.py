@@ -78,6 +78,12 @@ def print_diff(summary: Any, console: Console) -> None:
     console.print(head, highlight=False)
     console.print(_studies_table(summary))
     console.print(_views_table(summary))
+    if any(v.before.source != "stored" or v.after.source != "stored" for v in summary.moved):
+        console.print(
+            "  recomputed: no stored result was confirmed at that revision (the view was stale "
+            "or not yet created); refitted on the data as of the revision",
+            highlight=False,
+        )
     records = summary.records
     console.print(
         f"revisions {summary.from_revision} -> {summary.to_revision}: "
