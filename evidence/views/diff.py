@@ -176,12 +176,21 @@ _IDS = ("study_id", "result_id", "arm_id", "review_id")
 _COLUMNS = ("revision", "table", "row_id", "op", *_IDS, "key", "old", "new")
 
 
-def _field(conn: Connection, column: Any, name: str, integer: bool = True) -> Any:
-    """One field of a logged JSON row, extracted by the database."""
+def _fields(conn: Connection, values: Any) -> tuple[Any, dict[str, Any]]:
+    """The FROM clause and the JSON fields of a logged row the database extracts.
+
+    SQLite: ``json_extract`` per field. PostgreSQL: one ``jsonb_to_record`` per row (the
+    row is parsed once, not once per field).
+    """
+    names = {name: sa.Integer for name in _IDS} | {k: sa.Text for k in NATURAL_KEYS.values()}
     if conn.dialect.name == "postgresql":
-        value = sa.cast(column, postgresql.JSONB).op("->>")(name)
-        return sa.cast(value, sa.Integer) if integer else value
-    return sa.func.json_extract(column, f"$.{name}")
+        record = (
+            sa.func.jsonb_to_record(sa.cast(values, postgresql.JSONB))
+            .table_valued(*(sa.column(n, t) for n, t in names.items()))
+            .render_derived(name="v", with_types=True)
+        )
+        return _LOG.join(record, sa.true()), {n: record.c[n] for n in names}
+    return _LOG, {n: sa.func.json_extract(values, f"$.{n}") for n in names}
 
 
 def _read_log(conn: Connection, a: int, b: int) -> pd.DataFrame:
@@ -191,11 +200,10 @@ def _read_log(conn: Connection, a: int, b: int) -> pd.DataFrame:
     rows (few) come back whole, to compare their old and new values.
     """
     c = _LOG.c
-    values = sa.func.coalesce(c.new_values, c.old_values)
+    source, field = _fields(conn, sa.func.coalesce(c.new_values, c.old_values))
     whole = sa.or_(c.op == "update", c.table_name == "study")
     key = sa.case(
-        *((c.table_name == t, _field(conn, values, k, False)) for t, k in NATURAL_KEYS.items()),
-        else_=sa.null(),
+        *((c.table_name == t, field[k]) for t, k in NATURAL_KEYS.items()), else_=sa.null()
     )
     query = (
         sa.select(
@@ -203,11 +211,12 @@ def _read_log(conn: Connection, a: int, b: int) -> pd.DataFrame:
             c.table_name,
             c.row_id,
             c.op,
-            *(_field(conn, values, name) for name in _IDS),
+            *(field[name] for name in _IDS),
             key,
             sa.case((whole, c.old_values), else_=sa.null()),
             sa.case((whole, c.new_values), else_=sa.null()),
         )
+        .select_from(source)
         .where(c.revision_id > a, c.revision_id <= b)
         .order_by(c.id)
     )
@@ -254,15 +263,15 @@ def _json(text: Any) -> dict[str, Any]:
 def _parents(conn: Connection, table: str, ids: set[int]) -> dict[int, int]:
     """``{row id: study id}`` of *table* (``result`` or ``arm``) rows, from their logged insert."""
     c = _LOG.c
-    study = _field(conn, c.new_values, "study_id")
+    source, field = _fields(conn, c.new_values)
     found: dict[int, int] = {}
     wanted = sorted(ids)
     for start in range(0, len(wanted), _CHUNK):
         part = wanted[start : start + _CHUNK]
         rows = conn.execute(
-            sa.select(c.row_id, study).where(
-                c.table_name == table, c.op == "insert", c.row_id.in_(part)
-            )
+            sa.select(c.row_id, field["study_id"])
+            .select_from(source)
+            .where(c.table_name == table, c.op == "insert", c.row_id.in_(part))
         ).all()
         found.update((int(rid), int(sid)) for rid, sid in rows if sid is not None)
     missing = [i for i in wanted if i not in found]
@@ -298,11 +307,11 @@ def _studies_at(conn: Connection, b: int) -> _Studies:
         .group_by(c.row_id)
         .subquery()
     )
-    values = sa.func.coalesce(c.new_values, c.old_values)
+    source, field = _fields(conn, sa.func.coalesce(c.new_values, c.old_values))
     rows = conn.execute(
-        sa.select(
-            c.row_id, _field(conn, values, "review_id"), _field(conn, values, "study_key", False)
-        ).join(last, last.c.id == c.id)
+        sa.select(c.row_id, field["review_id"], field["study_key"])
+        .select_from(source)
+        .join(last, last.c.id == c.id)
     ).all()
     return {int(rid): (review, key) for rid, review, key in rows}
 
