@@ -323,49 +323,27 @@ def register(app: typer.Typer) -> None:
 
     @app.command("diff")
     def diff_command(
-        rev1: str = typer.Argument(..., help="Revision number or date."),
-        rev2: str = typer.Argument(..., help="Revision number or date."),
+        rev1: str = typer.Argument(..., help="Revision number or date (the older)."),
+        rev2: str = typer.Argument(..., help="Revision number or date (the newer)."),
         review: str | None = _REVIEW,
         as_json: bool = _JSON,
         url: DatabaseUrl = None,
     ) -> None:
-        """Records changed between two revisions and the change in every view's estimate."""
-        from evidence.views import diff_revisions
+        """Records changed between two revisions: studies added, withdrawn, renamed and
+        changed, the views whose estimate moved, then the records.
+
+        Example: evidence diff 1 2 --json
+        """
+        from evidence.cli.diff import print_diff
+        from evidence.views.diff import diff_summary
 
         try:
             with _engine(url) as engine:
-                diff = diff_revisions(engine, rev1, rev2, review=review)
+                summary = diff_summary(engine, rev1, rev2, review=review)
         except EvidenceError as error:
             fail(error)
             return
-        views = diff["views"]
         if as_json:
-            _dump(
-                {
-                    **{k: v for k, v in diff.items() if k != "views"},
-                    "views": json.loads(views.to_json(orient="records")),
-                }
-            )
+            typer.echo(json.dumps(summary.to_dict(), default=str))  # one line: records are many
             return
-        console.print(
-            f"revisions {diff['from']} -> {diff['to']}: {len(diff['changes'])} changed records",
-            highlight=False,
-        )
-        for c in diff["changes"][:30]:
-            key = c["key"] or "#" + str(c["row_id"])
-            console.print(f"  r{c['revision']} {c['op']:<6} {c['table']} {key}", highlight=False)
-        if len(diff["changes"]) > 30:
-            console.print(f"  ... {len(diff['changes']) - 30} more", highlight=False)
-        table = Table(title="views", title_justify="left")
-        for col in ("view", "k before", "k after", "estimate before", "estimate after", "change"):
-            table.add_column(col)
-        for row in views.itertuples(index=False):
-            table.add_row(
-                row.view,
-                str(row.k_before),
-                str(row.k_after),
-                _num(row.estimate_before),
-                _num(row.estimate_after),
-                _num(row.change) if row.changed else "unchanged",
-            )
-        console.print(table)
+        print_diff(summary, console)

@@ -10,7 +10,6 @@ fingerprint are those stored.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -21,13 +20,21 @@ from sqlalchemy.engine import Connection, Engine
 
 from evidence.db.engine import database_error
 from evidence.db.models import NATURAL_KEYS, metadata
-from evidence.errors import NotFoundError, SelectionError
+from evidence.errors import NotFoundError
 from evidence.views.compute import Computation, compute
 from evidence.views.dataset import field_types, read_dataset, review_row
 from evidence.views.refresh import RESULT, VIEW, data_state, spec_of
+from evidence.views.revisions import check_revisions, resolve_revision
 from evidence.views.spec import ViewSpec, check_spec
 
-__all__ = ["ViewHistory", "diff_revisions", "recompute_as_of", "resolve_revision", "view_history"]
+__all__ = [
+    "ViewHistory",
+    "check_revisions",
+    "diff_revisions",
+    "recompute_as_of",
+    "resolve_revision",
+    "view_history",
+]
 
 
 @dataclass(frozen=True)
@@ -63,30 +70,6 @@ class ViewHistory:
                 for e in self.entries
             ],
         }
-
-
-def resolve_revision(conn: Connection, when: int | str) -> int:
-    """A revision number from a number or a date/time (the last revision at that time)."""
-    if isinstance(when, int) or (isinstance(when, str) and when.strip().isdigit()):
-        return int(when)
-    text = str(when).strip()
-    try:
-        moment = (
-            dt.datetime.combine(dt.date.fromisoformat(text), dt.time()) + dt.timedelta(days=1)
-            if len(text) == 10
-            else dt.datetime.fromisoformat(text)
-        )
-    except ValueError as error:
-        raise SelectionError(
-            f"--as-of {text!r} is neither a revision number nor a date (YYYY-MM-DD) or time"
-        ) from error
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    r = metadata.tables["revision"].c
-    found = conn.execute(sa.select(sa.func.max(r.id)).where(r.created_at < moment)).scalar()
-    if found is None:
-        raise NotFoundError(f"no data revision exists before {text}")
-    return int(found)
 
 
 def _changes(conn: Connection, after: int, upto: int, studies: set[int]) -> list[dict[str, Any]]:
@@ -211,8 +194,9 @@ def view_history(engine: Engine, name: str, *, review: str | None = None) -> Vie
 
 
 def _compute_at(
-    conn: Connection, specs: list[ViewSpec], review: str, revision: int
+    conn: Connection, specs: list[ViewSpec], review: str, revision: int | None
 ) -> dict[str, Computation]:
+    """Fit *specs* on the data as of *revision* (None: as it is now)."""
     frame, codebook = read_dataset(conn, review, revision=revision)
     types = field_types(codebook)
     kinds = {k: t.kind for k, t in types.items()}
@@ -252,9 +236,7 @@ def diff_revisions(
     """
     try:
         with engine.connect() as conn:
-            a, b = resolve_revision(conn, rev1), resolve_revision(conn, rev2)
-            if a > b:
-                a, b = b, a
+            a, b, _ = check_revisions(conn, rev1, rev2)
             rv = review_row(conn, review)
             views = conn.execute(
                 sa.select(VIEW).where(VIEW.c.review_id == rv.id).order_by(VIEW.c.id)
