@@ -87,6 +87,7 @@ from evidence.ingest.metapsy import (
     read_metapsy,
     write_metapsy,
 )
+from evidence.ingest.metapsy_keys import record_keys
 
 __all__ = [
     "DIRECTIONS",
@@ -136,11 +137,6 @@ def review_name(path: str | Path) -> str:
     """The review name for a file ``NAME__vVERSION.csv``: ``metapsy_`` + NAME as a key."""
     stem = Path(path).name.split("__v")[0].removesuffix(".csv")
     return "metapsy_" + (re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "database")
-
-
-def _slug(*parts: Any) -> str:
-    words = [str(p) for p in parts if isinstance(p, str) and p.strip()]
-    return re.sub(r"[^a-z0-9]+", "-", " ".join(words).lower()).strip("-")
 
 
 def _moderator_name(column: str) -> str:
@@ -280,26 +276,13 @@ def metapsy_sheets(
             return pd.Series([None] * len(rows), index=rows.index, dtype=object)
         return rows[col].map(lambda v: str(v).strip() if _present(v) else None)
 
-    study, time = txt("study"), txt("time").fillna("post")
-    a1 = [(_slug(c, m) or "arm-1") for c, m in zip(txt("condition_arm1"), txt("multi_arm1"),
-                                                      strict=True)]  # fmt: skip
-    a2 = [(_slug(c, m) or "arm-2") for c, m in zip(txt("condition_arm2"), txt("multi_arm2"),
-                                                      strict=True)]  # fmt: skip
-    a2 = [b + "-2" if a == b else b for a, b in zip(a1, a2, strict=True)]
-    weeks = _col(rows, "time_weeks")
-    tp = [f"{t}-{w:g}w" if w == w else t for t, w in zip(time, weeks, strict=True)]
-    otype = rows["formula"].map(_FORMULA_TYPE)
+    otype = txt("outcome_type") if "outcome_type" in rows else rows["formula"].map(_FORMULA_TYPE)
+    keys = record_keys(rows, otype.tolist(), file=file)
+    study, time, weeks = keys["study"], keys["time"], _col(rows, "time_weeks")
+    a1, a2, ok, tp = (keys[c].tolist() for c in ("arm1", "arm2", "outcome", "timepoint"))
     domain = txt("outcome_category").fillna("outcome")
     construct, instrument = txt("outcome_subcategory"), txt("instrument")
-    ok = [f"{t}-{_slug(d, c, i)}"[:120] for t, d, c, i in
-          zip(otype, domain, construct, instrument, strict=True)]  # fmt: skip
-    base = [f"{o}@{t}:{x}-vs-{y}" for o, t, x, y in zip(ok, tp, a1, a2, strict=True)]
-    seen: dict[tuple[str, str], int] = {}
-    rkeys = []
-    for s, b in zip(study, base, strict=True):
-        n = seen.get((s, b), 0) + 1
-        seen[(s, b)] = n
-        rkeys.append(b if n == 1 else f"{b}#{n}")
+    rkeys = keys["result"].tolist()
     rows["result_key"], rows["outcome_key"] = rkeys, ok
     events = (rows["formula"] == "SMD:logOR").to_numpy()
 
@@ -314,6 +297,21 @@ def metapsy_sheets(
         higher_g = {k: v > 0 for k, v in votes.items() if v != 0}
         zero = pd.DataFrame({"study": study, "outcome": ok, "zero": g_metapsy == 0})
         all_zero = zero.groupby(["study", "outcome"])["zero"].all().to_dict()
+    # an outcome with event rows is stored in the events' orientation (its precalc_g rows
+    # follow it); one that mixes events with means or change scores has no single direction
+    kind = pd.DataFrame({"study": study.to_numpy(), "outcome": ok, "events": events,
+                         "scores": rows["formula"].isin(["SMD:means", "SMD:change"]).to_numpy()})
+    by_outcome = kind.groupby(["study", "outcome"])[["events", "scores"]].any()
+    event_outcome = by_outcome["events"].to_dict()
+    for (s, o), both in (by_outcome["events"] & by_outcome["scores"]).items():
+        if both:
+            mine = [int(r) for r, s_, o_ in zip(rows["file_row"], study, ok, strict=True)
+                    if (s_, o_) == (s, o)]
+            failures.append(_row_failure(
+                file, mine[0], "outcome_type", o,
+                f"outcome {o} of study {s} has rows with events and rows with means or change "
+                f"scores (file rows {', '.join(map(str, mine))}), which cannot share one "
+                "direction: give them different outcome_type values"))  # fmt: skip
     outcome_dir: dict[tuple[str, str], str] = {}
     for i, (s, o) in enumerate(zip(study, ok, strict=True)):
         if (s, o) in outcome_dir:
@@ -334,7 +332,7 @@ def metapsy_sheets(
             positive_is_better = direction == "higher"
         # the stored raw yi is Metapsy's g for scores and minus it for events
         d = "higher" if positive_is_better else "lower"
-        if events[i]:
+        if event_outcome[(s, o)]:
             d = "lower" if d == "higher" else "higher"
         outcome_dir[(s, o)] = d
     if failures:
@@ -419,7 +417,10 @@ def metapsy_sheets(
     # direction; under "file" the stored value must be precalc_g as the file gives it
     lower = np.array([outcome_dir[(s_, o_)] == "lower" for s_, o_ in
                       zip(study, ok, strict=True)], dtype=bool)  # fmt: skip
-    reported = _col(rows, "precalc_g") if direction == "file" else g_metapsy
+    in_events = np.array([event_outcome[(s_, o_)] for s_, o_ in zip(study, ok, strict=True)],
+                         dtype=bool)  # fmt: skip
+    reported = _col(rows, "precalc_g") if direction == "file" else \
+        np.where(in_events, -g_metapsy, g_metapsy)  # fmt: skip
     reported = np.where(lower, -reported, reported) if direction == "file" else reported
     results.loc[pre, "yi_reported"] = reported[pre]
     results.loc[pre, "vi_reported"] = _col(rows, "precalc_g_se")[pre] ** 2
