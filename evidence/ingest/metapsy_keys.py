@@ -30,8 +30,8 @@ Renames (:func:`match_renames`)
 -------------------------------
 On a living update, a study of the file that is not stored and a stored study that is not in
 the file are one study renamed when they have the same DOI, else the same normalised full
-reference (``full_ref``: letters and digits only, lower case), else the same arms and
-outcomes; each step pairs only studies that match exactly one candidate on each side.
+reference (``full_ref``: letters and digits only, lower case), else the same arms, outcomes
+and sample sizes; each step pairs only studies that match exactly one candidate on each side.
 """
 
 from __future__ import annotations
@@ -43,10 +43,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
+from evidence.db.models import metadata
 from evidence.errors import ValidationError
 
-__all__ = ["Rename", "StudyIdentity", "match_renames", "normalise_ref", "record_keys"]
+__all__ = [
+    "Rename",
+    "StudyIdentity",
+    "file_identities",
+    "find_renames",
+    "match_renames",
+    "normalise_ref",
+    "record_keys",
+    "stored_identities",
+]
 
 SEP = " | "
 
@@ -79,7 +90,8 @@ def _injective(study: Sequence[str], keys: Sequence[str], sources: Sequence[tupl
             out.append(_failure(
                 file, row, column, k,
                 f"two different {what}s of study {s} would share the key {k!r} (file rows "
-                f"{first[1]} and {row}: {first[0]} and {src}); rename one in the file"))  # fmt: skip
+                f"{first[1]} and {row}: {first[0]} and {src}); rename one in the file",
+            ))  # fmt: skip
     return out
 
 
@@ -196,11 +208,20 @@ class StudyIdentity:
     ref: str | None
     arms: frozenset[str]
     outcomes: frozenset[str]
+    sizes: tuple = ()  # the results' (n1, n2), sorted
 
     @classmethod
-    def of(cls, key: str, doi: Any, ref: Any, arms, outcomes) -> StudyIdentity:
+    def of(cls, key: str, doi: Any, ref: Any, arms, outcomes, sizes=()) -> StudyIdentity:
         """From raw values (the DOI and reference are normalised)."""
-        return cls(key, _doi(doi), normalise_ref(ref), frozenset(arms), frozenset(outcomes))
+        return cls(key, _doi(doi), normalise_ref(ref), frozenset(arms), frozenset(outcomes),
+                   _sizes(sizes))  # fmt: skip
+
+
+def _sizes(pairs) -> tuple:
+    def n(x: Any) -> float | None:
+        return None if x is None or x != x else round(float(x), 6)
+
+    return tuple(sorted(((n(a), n(b)) for a, b in pairs), key=repr))
 
 
 @dataclass(frozen=True)
@@ -219,14 +240,16 @@ class Rename:
 def match_renames(new: Sequence[StudyIdentity], gone: Sequence[StudyIdentity]) -> list[Rename]:
     """Pair studies only in the file (*new*) with stored studies not in it (*gone*).
 
-    By DOI, then normalised full reference, then identical arm and outcome sets; a pair is
-    made only when the value is shared by exactly one study on each side.
+    By DOI, then normalised full reference, then identical arm and outcome sets with the same
+    sample sizes (arms and outcomes alone pair unrelated small trials: "cbt vs cau, BDI-II");
+    a pair is made only when the value is shared by exactly one study on each side.
     """
     out: list[Rename] = []
     left, right = list(new), list(gone)
     steps = (("doi", lambda s: s.doi), ("full_ref", lambda s: s.ref),
-             ("arms and outcomes",
-              lambda s: (s.arms, s.outcomes) if s.arms and s.outcomes else None))  # fmt: skip
+             ("arms, outcomes and sample sizes",
+              lambda s: (s.arms, s.outcomes, s.sizes) if s.arms and s.outcomes else None),
+             )  # fmt: skip
     for by, value in steps:
         a: dict[Any, list[StudyIdentity]] = {}
         b: dict[Any, list[StudyIdentity]] = {}
@@ -246,3 +269,72 @@ def match_renames(new: Sequence[StudyIdentity], gone: Sequence[StudyIdentity]) -
         left = [s for s in left if s.key not in paired]
         right = [s for s in right if ("old", s.key) not in paired]
     return sorted(out, key=lambda r: r.new)
+
+
+def file_identities(sheets: dict[str, pd.DataFrame], frame: pd.DataFrame) -> list[StudyIdentity]:
+    """The identity of every study of a Metapsy file's coding sheets (DOI: its ``doi`` column)."""
+    doi: dict[str, Any] = {}
+    if "doi" in frame.columns:
+        for s, d in zip(frame["study"], frame["doi"], strict=True):
+            if _text(s) is not None and _doi(d) is not None:
+                doi.setdefault(_text(s), d)
+    arms = sheets["arms"].groupby("study_key")["arm_key"].agg(set).to_dict()
+    outcomes = sheets["outcomes"].groupby("study_key")["outcome_key"].agg(set).to_dict()
+    res = sheets["results"]
+    sizes: dict[str, list] = {}
+    for k, a, b in zip(res["study_key"], res["n1i"], res["n2i"], strict=True):
+        sizes.setdefault(k, []).append((a, b))
+    return [StudyIdentity.of(k, doi.get(k), ref, arms.get(k, ()), outcomes.get(k, ()),
+                             sizes.get(k, ()))
+            for k, ref in zip(sheets["studies"]["study_key"], sheets["studies"]["citation"],
+                              strict=True)]  # fmt: skip
+
+
+def stored_identities(conn: sa.Connection, review: str) -> list[StudyIdentity]:
+    """The identity of every stored study of *review* ([] when there is no such review).
+
+    The DOI is the study's ``doi``, else its study-level moderator ``metapsy_doi`` or ``doi``
+    (where an import kept the file's ``doi`` column).
+    """
+    t = metadata.tables
+    rv, st, arm, out, res = t["review"], t["study"], t["arm"], t["outcome"], t["result"]
+    mod, val = t["moderator"], t["moderator_value"]
+    rid = conn.execute(sa.select(rv.c.id).where(rv.c.name == review)).scalar()
+    if rid is None:
+        return []
+    studies = conn.execute(sa.select(st.c.id, st.c.study_key, st.c.doi, st.c.citation)
+                           .where(st.c.review_id == rid)).all()  # fmt: skip
+    ids = sa.select(st.c.id).where(st.c.review_id == rid).scalar_subquery()
+    arms: dict[int, set[str]] = {}
+    for sid, key in conn.execute(sa.select(arm.c.study_id, arm.c.arm_key)
+                                 .where(arm.c.study_id.in_(ids))):  # fmt: skip
+        arms.setdefault(sid, set()).add(key)
+    outcomes: dict[int, set[str]] = {}
+    for sid, key in conn.execute(sa.select(out.c.study_id, out.c.outcome_key)
+                                 .where(out.c.study_id.in_(ids))):  # fmt: skip
+        outcomes.setdefault(sid, set()).add(key)
+    sizes: dict[int, list] = {}
+    for sid, a, b in conn.execute(sa.select(res.c.study_id, res.c.n1i, res.c.n2i)
+                                  .where(res.c.study_id.in_(ids))):  # fmt: skip
+        sizes.setdefault(sid, []).append((a, b))
+    doi_mod = dict(conn.execute(
+        sa.select(val.c.study_id, val.c.value_text).select_from(
+            val.join(mod, mod.c.id == val.c.moderator_id))
+        .where(mod.c.review_id == rid, mod.c.name.in_(["metapsy_doi", "doi"]),
+               val.c.study_id.is_not(None))).all())  # fmt: skip
+    return [StudyIdentity.of(s.study_key, s.doi or doi_mod.get(s.id), s.citation,
+                             arms.get(s.id, ()), outcomes.get(s.id, ()), sizes.get(s.id, ()))
+            for s in studies]  # fmt: skip
+
+
+def find_renames(conn: sa.Connection, review: str, sheets: dict[str, pd.DataFrame],
+                 frame: pd.DataFrame) -> list[Rename]:  # fmt: skip
+    """Stored studies of *review* that the file holds under another label (module docstring)."""
+    stored = stored_identities(conn, review)
+    if not stored:
+        return []
+    mine = file_identities(sheets, frame)
+    in_file = {s.key for s in mine}
+    in_store = {s.key for s in stored}
+    return match_renames([s for s in mine if s.key not in in_store],
+                         [s for s in stored if s.key not in in_file])  # fmt: skip

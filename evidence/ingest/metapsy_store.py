@@ -15,19 +15,23 @@ Mapping
 - study: the ``study`` label is the study key; ``year`` and ``country`` go to the study, and
   ``full_ref`` (when present) is its citation.
 - arms: ``condition_arm1``/``multi_arm1`` and ``condition_arm2``/``multi_arm2`` name the arms
-  (key: their slug; label: the condition; description: the multi-arm label); arm 1 is the
-  intervention, arm 2 the comparator.
+  (label: the condition; description: the multi-arm label); arm 1 is the intervention, arm 2
+  the comparator.
 - outcome: one per outcome type x outcome category x subcategory x instrument of a study:
   domain ``outcome_category`` (``"outcome"`` when the file has none), construct
   ``outcome_subcategory``, instrument ``instrument``.
 - timepoint: ``time`` with ``time_weeks``.
+- keys: built from what identifies a record in the source only (never weeks, n or means),
+  see :mod:`evidence.ingest.metapsy_keys`; a study renamed between releases is matched to its
+  stored record (DOI, full reference, arms and outcomes) and its key updated, not re-inserted.
 - result: the statistics Metapsy would use, in its order (metapsyTools'
   ``calculateEffectSizes``): means, SDs and ns; else change scores (``n_change_arm*`` as
   ``n1i``/``n2i``); else events out of ``totaln_arm*``; else ``precalc_g`` with
   ``precalc_g_se`` as a reported effect size (``yi_reported``, ``vi_reported = se^2``).
   Baseline means and SDs are kept. Rows without any effect data carry no effect size and are
-  left out (counted in the report). The result key is built from the row's content
-  (outcome, time, arms), so a row keeps its key across releases however the file is sorted.
+  left out (counted in the report). The result key is built from the row's outcome, time
+  and arms, so a row keeps its key across releases however the file is sorted. Metapsy's
+  row label ``.id`` is not stored (each release rebuilds it from the row's content).
 - moderators: every other column of the file (not Metapsy's computed ``.``-columns and not
   the row id ``.id``), at study level when it is constant within every study, else at effect
   level; numeric when every value is a number, else text. A column whose name is a data-model
@@ -87,7 +91,7 @@ from evidence.ingest.metapsy import (
     read_metapsy,
     write_metapsy,
 )
-from evidence.ingest.metapsy_keys import record_keys
+from evidence.ingest.metapsy_keys import Rename, find_renames, record_keys
 
 __all__ = [
     "DIRECTIONS",
@@ -299,14 +303,23 @@ def metapsy_sheets(
         all_zero = zero.groupby(["study", "outcome"])["zero"].all().to_dict()
     # an outcome with event rows is stored in the events' orientation (its precalc_g rows
     # follow it); one that mixes events with means or change scores has no single direction
-    kind = pd.DataFrame({"study": study.to_numpy(), "outcome": ok, "events": events,
-                         "scores": rows["formula"].isin(["SMD:means", "SMD:change"]).to_numpy()})
+    kind = pd.DataFrame(
+        {
+            "study": study.to_numpy(),
+            "outcome": ok,
+            "events": events,
+            "scores": rows["formula"].isin(["SMD:means", "SMD:change"]).to_numpy(),
+        }
+    )
     by_outcome = kind.groupby(["study", "outcome"])[["events", "scores"]].any()
     event_outcome = by_outcome["events"].to_dict()
     for (s, o), both in (by_outcome["events"] & by_outcome["scores"]).items():
         if both:
-            mine = [int(r) for r, s_, o_ in zip(rows["file_row"], study, ok, strict=True)
-                    if (s_, o_) == (s, o)]
+            mine = [
+                int(r)
+                for r, s_, o_ in zip(rows["file_row"], study, ok, strict=True)
+                if (s_, o_) == (s, o)
+            ]
             failures.append(_row_failure(
                 file, mine[0], "outcome_type", o,
                 f"outcome {o} of study {s} has rows with events and rows with means or change "
@@ -403,7 +416,9 @@ def metapsy_sheets(
             "arm2_key": a2,
         }
     )
-    results["notes"] = (txt(".id") if ".id" in rows else pd.Series([None] * len(rows))).to_numpy()
+    # .id is not stored: Metapsy rebuilds it from the row's content (weeks, names) in every
+    # release, so keeping it would make every row of a new release a changed record
+    results["notes"] = None
     for c in _RESULT_STATS:
         results[c] = np.nan
     kinds = {"SMD:means": "means", "SMD:change": "change", "SMD:logOR": "events"}
@@ -461,12 +476,15 @@ class MetapsyImport:
     repaired: tuple[dict[str, Any], ...]
     ingest: IngestReport
     comparison: MetapsyComparison | None = field(repr=False, default=None)
+    renames: tuple[Rename, ...] = ()
 
     def __str__(self) -> str:
         lines = [
             f"{self.file}: {self.rows} rows; {self.loaded} loaded as results of review "
             f"{self.review} (direction {self.direction}, .g sign convention {self.sign})",
         ]
+        for r in self.renames:
+            lines.append(f"study renamed: {r.old} -> {r.new} (matched by {r.by})")
         if self.no_effect_data:
             lines.append(
                 f"{len(self.no_effect_data)} rows carry no effect data and were left "
@@ -491,7 +509,7 @@ class MetapsyImport:
             "sign": self.sign, "rows": self.rows, "loaded": self.loaded,
             "no_effect_data": list(self.no_effect_data), "skipped": list(self.skipped),
             "failures": list(self.failures), "repaired": list(self.repaired),
-            "ingest": self.ingest.to_dict(),
+            "ingest": self.ingest.to_dict(), "renames": [r.to_dict() for r in self.renames],
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
         }  # fmt: skip
 
@@ -556,13 +574,14 @@ def import_metapsy(
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
         f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
+    renames = _renames(database, review, sheets, frame)
     with tempfile.TemporaryDirectory() as tmp:
         for name, sheet in sheets.items():
             sheet.to_csv(Path(tmp) / f"{name}.csv", index=False)
         try:
             report = ingest(
                 [tmp], codebook=codebook, database=database, dry_run=dry_run, author=author,
-                complete=True,
+                complete=True, renames={r.old: r.new for r in renames},
                 message=message or f"Metapsy {Path(path).stem} (direction {direction})",
                 command=command or f"import_metapsy {file}",
             )  # fmt: skip
@@ -576,7 +595,18 @@ def import_metapsy(
         rows=len(frame) + len(mf.skipped), loaded=len(rows),
         no_effect_data=tuple(int(r) for r in left_out), skipped=mf.skipped,
         failures=mf.failures, repaired=mf.repaired, ingest=report, comparison=comparison,
+        renames=tuple(renames),
     )  # fmt: skip
+
+
+def _renames(database, review: str, sheets, frame: pd.DataFrame) -> list[Rename]:
+    """Stored studies the file holds under another label ([] for a new or unmigrated store;
+    the ingest then says what is wrong with the database)."""
+    try:
+        with _connect(database) as conn:
+            return find_renames(conn, review, sheets, frame)
+    except sa.exc.DBAPIError:
+        return []
 
 
 _DIRECTION_TEXT = {
