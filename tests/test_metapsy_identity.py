@@ -92,7 +92,12 @@ def test_two_rows_with_one_identity_are_refused_naming_both(tmp_path: Path) -> N
             _row(2, "A, 2010", "cbt", "NA", "bdi", "post", "8", "11")]  # fmt: skip
     with pytest.raises(ValidationError, match=r"file rows 2, 3 are the same record") as info:
         import_metapsy(_file(tmp_path, same, "x__v1.csv"), direction="lower", database=url)
-    assert [(f["row"], f["column"]) for f in info.value.failures] == [(3, "study")]
+    assert [(f["row"], f["column"]) for f in info.value.failures] == [(2, "study"), (3, "study")]
+    assert "skip_invalid leaves these rows out" in str(info.value)
+    skipped = import_metapsy(_file(tmp_path, [*same, _row(3, "B, 2011", "ba", "NA", "bdi", "post",
+                             "8", "9")], "z__v1.csv"), direction="lower", database=url,
+                             skip_invalid=True)  # fmt: skip
+    assert skipped.skipped == (2, 3) and skipped.loaded == 1
     # a label at two weeks: the weeks tell the timepoints apart (Burns 2013: post at 15 and 33)
     weeks = [same[0], same[1].replace(";8;11;", ";12;11;")]
     result = import_metapsy(_file(tmp_path, weeks, "x__v1.csv"), direction="lower",

@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         review: _Review = None,
         url: DatabaseUrl = None,
         skip_invalid: Annotated[bool, typer.Option(
-            "--skip-invalid", help="Leave invalid rows out (listed) instead of refusing the "
-            "file.")] = False,
+            "--skip-invalid", help="Leave invalid rows out (listed), and rows that repeat "
+            "another row's identity, instead of refusing the file.")] = False,
         repair_text: Annotated[bool, typer.Option(
             "--repair-text", help="Decode text cells that were encoded twice (mojibake) "
             "instead of refusing them.")] = False,

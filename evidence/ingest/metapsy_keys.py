@@ -21,7 +21,8 @@ Keys (:func:`record_keys`)
   weeks are what the source tells the timepoints apart by, and the key is ``"post @ 15w"``.
 - result: ``outcome @ timepoint : arm 1 vs arm 2``. Rows of a study that still share a key
   are told apart by the file's own row id ``.id`` (``"... #<.id>"``) when it differs between
-  them; else the file is refused naming the rows.
+  them; else the file is refused naming the rows (``skip_invalid`` leaves them all out:
+  total-response 23.0.1 lists Spence 2011 twice and Zang 2014 twice with other numbers).
 
 Two different source texts that would give one key (a condition containing ``" | "``, say)
 are refused naming both, so two source entities never become one record.
@@ -57,6 +58,7 @@ __all__ = [
     "normalise_ref",
     "record_keys",
     "stored_identities",
+    "study_years",
 ]
 
 SEP = " | "
@@ -131,7 +133,7 @@ def record_keys(rows: pd.DataFrame, otype: Sequence[str], *, file: str = "") -> 
     a2 = [_arm(c, m, 2) for c, m in zip(c2, m2, strict=True)]
     a2 = [b + " (arm 2)" if a == b else b for a, b in zip(a1, a2, strict=True)]
     domain = [c or "outcome" for c in col("outcome_category")]  # as the outcome's domain
-    parts = list(zip(otype, domain, col("outcome_subcategory"),
+    parts = list(zip([_text(t) for t in otype], domain, col("outcome_subcategory"),
                      col("instrument"), strict=True))  # fmt: skip
     outcome = [SEP.join(p or "NA" for p in ps) for ps in parts]
     time = [t or "post" for t in col("time")]
@@ -168,15 +170,19 @@ def record_keys(rows: pd.DataFrame, otype: Sequence[str], *, file: str = "") -> 
                 result[i] = f"{b} #{ids[i]}"
             continue
         shown = ", ".join(str(file_rows[i]) for i in members)
-        failures.append(_failure(
-            file, file_rows[members[1]], "study", s,
+        failures.extend(_failure(
+            file, file_rows[i], "study", s,
             f"file rows {shown} are the same record of study {s} ({b}): the same outcome, "
-            f"time, time_weeks and arms, and no distinct .id to tell them apart"))  # fmt: skip
+            f"time, time_weeks and arms, and no distinct .id to tell them apart")
+            for i in members)  # fmt: skip
     if failures:
         failures.sort(key=lambda f: f["row"])
+        for f in failures:
+            f["identity"] = True  # what skip_invalid may leave out
         raise ValidationError(
             f"{file}: row {failures[0]['row']}: {failures[0]['rule']} ({len(failures)} failing "
-            f"cells; nothing was written)", failures)  # fmt: skip
+            f"cells; nothing was written; skip_invalid leaves these rows out)",
+            failures)  # fmt: skip
     return pd.DataFrame({"study": study, "arm1": a1, "arm2": a2, "outcome": outcome,
                          "time": time, "timepoint": timepoint, "result": result},
                         index=rows.index)  # fmt: skip
@@ -338,3 +344,29 @@ def find_renames(conn: sa.Connection, review: str, sheets: dict[str, pd.DataFram
     in_store = {s.key for s in stored}
     return match_renames([s for s in mine if s.key not in in_store],
                          [s for s in stored if s.key not in in_file])  # fmt: skip
+
+
+def study_years(text: pd.Series, rows: pd.Series) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Each study's ``year``: a whole number as it is; a cell naming several years of reports
+    (grief-psyctr: ``"2004, 2006 (2006 - follow-ups)"``) is the first of them, the year of the
+    main report, and each such reading is listed (file row, cell, year read). Anything else
+    is left as it is (the codebook refuses it)."""
+    years: list[Any] = []
+    readings: list[dict[str, Any]] = []
+    for value, row in zip(text, rows, strict=True):
+        cell = _text(value)
+        if cell is None:
+            years.append(None)
+            continue
+        number = pd.to_numeric(cell.replace(",", "."), errors="coerce")
+        if number == number and float(number).is_integer():
+            years.append(int(number))
+            continue
+        first = re.match(r"((?:19|20)\d\d)\b(?:\s*[,;/&]|\s*\(|\s+and\b)", cell)
+        if first is None:
+            years.append(cell)
+            continue
+        years.append(int(first.group(1)))
+        readings.append({"row": int(row), "column": "year", "value": cell,
+                         "read": int(first.group(1))})  # fmt: skip
+    return years, readings

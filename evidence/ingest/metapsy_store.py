@@ -91,7 +91,7 @@ from evidence.ingest.metapsy import (
     read_metapsy,
     write_metapsy,
 )
-from evidence.ingest.metapsy_keys import Rename, find_renames, record_keys
+from evidence.ingest.metapsy_keys import Rename, find_renames, record_keys, study_years
 
 __all__ = [
     "DIRECTIONS",
@@ -162,7 +162,8 @@ def _numeric_text(series: pd.Series) -> pd.Series | None:
     present = text.notna() & (text != "") & ~text.isin(["NA", "NR"])
     values = pd.to_numeric(text.where(present).str.replace(",", ".", regex=False),
                            errors="coerce")  # fmt: skip
-    if present.any() and values[present].notna().all():
+    number = values[present].astype(float)  # "Inf" (ptsd-psyctr seLogRR) keeps a column text
+    if present.any() and np.isfinite(number.fillna(np.inf)).all():
         return values.astype(float)
     return None
 
@@ -362,9 +363,9 @@ def metapsy_sheets(
         .map(lambda v: str(v).strip() if _present(v) else None)
         .to_numpy()
     )
+    readings: list[dict] = []
     if "year" in first:
-        years = _numeric_text(first["year"])
-        studies["year"] = (years if years is not None else first["year"]).to_numpy()
+        studies["year"], readings = study_years(first["year"], first["file_row"])
     if "country" in first:
         studies["country"] = (
             first["country"].map(lambda v: str(v).strip() if _present(v) else None).to_numpy()
@@ -446,6 +447,8 @@ def metapsy_sheets(
         source = rows[m.column] if m.level == "effect" else first[m.column]
         values = _numeric_text(source) if m.type == "numeric" else source.map(
             lambda v: str(v).strip() if _present(v) else None)  # fmt: skip
+        if values is None:  # numeric in the file, but no value on the rows with effect data
+            values = pd.Series(np.nan, index=source.index)
         if m.level == "effect":
             results[m.name] = values.to_numpy()
         else:
@@ -477,6 +480,7 @@ class MetapsyImport:
     ingest: IngestReport
     comparison: MetapsyComparison | None = field(repr=False, default=None)
     renames: tuple[Rename, ...] = ()
+    readings: tuple[dict[str, Any], ...] = ()  # cells read by a rule (a year among several)
 
     def __str__(self) -> str:
         lines = [
@@ -485,6 +489,9 @@ class MetapsyImport:
         ]
         for r in self.renames:
             lines.append(f"study renamed: {r.old} -> {r.new} (matched by {r.by})")
+        for r in self.readings:
+            lines.append(f"file row {r['row']}: {r['column']} {r['value']!r} read as "
+                         f"{r['read']} (the first year named)")  # fmt: skip
         if self.no_effect_data:
             lines.append(
                 f"{len(self.no_effect_data)} rows carry no effect data and were left "
@@ -510,6 +517,7 @@ class MetapsyImport:
             "no_effect_data": list(self.no_effect_data), "skipped": list(self.skipped),
             "failures": list(self.failures), "repaired": list(self.repaired),
             "ingest": self.ingest.to_dict(), "renames": [r.to_dict() for r in self.renames],
+            "readings": list(self.readings),
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
         }  # fmt: skip
 
@@ -568,13 +576,25 @@ def import_metapsy(
     used_sign = infer_sign(frame) if sign == "auto" else sign
     review = review or review_name(path)
     mods = _moderators(frame)
-    sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
-                                            file=file, moderators=mods)  # fmt: skip
+    try:
+        sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
+                                                file=file, moderators=mods)  # fmt: skip
+        same = ()
+    except ValidationError as error:  # rows sharing one identity: left out with skip_invalid
+        same = tuple(f for f in error.failures if f.get("identity"))
+        if not skip_invalid or not same or len(same) != len(error.failures):
+            raise
+        frame = frame[~frame["file_row"].isin({f["row"] for f in same})]
+        sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
+                                                file=file, moderators=mods)  # fmt: skip
     sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
         f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
     renames = _renames(database, review, sheets, frame)
+    firsts = frame[frame["study"].map(lambda v: str(v).strip()).isin(
+        set(sheets["studies"]["study_key"]))].groupby("study", sort=False).head(1)  # fmt: skip
+    readings = study_years(firsts["year"], firsts["file_row"])[1] if "year" in frame else []
     with tempfile.TemporaryDirectory() as tmp:
         for name, sheet in sheets.items():
             sheet.to_csv(Path(tmp) / f"{name}.csv", index=False)
@@ -592,10 +612,11 @@ def import_metapsy(
         comparison = _compare(database, review, rows, direction, used_sign)
     return MetapsyImport(
         file=file, review=review, direction=direction, sign=used_sign,
-        rows=len(frame) + len(mf.skipped), loaded=len(rows),
-        no_effect_data=tuple(int(r) for r in left_out), skipped=mf.skipped,
-        failures=mf.failures, repaired=mf.repaired, ingest=report, comparison=comparison,
-        renames=tuple(renames),
+        rows=len(mf.frame) + len(mf.skipped), loaded=len(rows),
+        no_effect_data=tuple(int(r) for r in left_out),
+        skipped=tuple(sorted({*mf.skipped, *(f["row"] for f in same)})),
+        failures=mf.failures + same, repaired=mf.repaired, ingest=report, comparison=comparison,
+        renames=tuple(renames), readings=tuple(readings),
     )  # fmt: skip
 
 
