@@ -250,3 +250,26 @@ def test_export_of_a_coded_review_is_a_valid_metapsy_file(tmp_path: Path) -> Non
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         yi = [r[0] for r in conn.execute("SELECT yi FROM effect_size ORDER BY id")]
     assert sorted(np.round(back[".g"], 12)) == sorted(np.round(yi, 12))
+
+
+def test_events_option_says_which_count_is_better_and_lets_file_read_binary_outcomes(
+    url: str, tmp_path: Path
+) -> None:
+    # B's response row: 20/40 vs 10/41 events; "fewer" (attempts, relapse): arm 1 is worse
+    result = import_metapsy(_write(tmp_path, ROWS), direction="lower", database=url,
+                            events="fewer")  # fmt: skip
+    d, v = _logor_d(20, 40, 10, 41)
+    stored = _stored(url)
+    assert stored[("B, 2015", "post/SMD:logOR")][:2] == pytest.approx((-d, v), rel=1e-12)
+    assert stored[("B, 2015", "post/SMD:logOR")][3] == 1
+    assert stored[("A, 2010", "post")][0] > 0  # scores still follow --direction
+    assert result.loaded == 5
+    # a binary outcome without .g: "file" cannot read its direction, and says which flag can
+    no_g = [ROWS[3].replace(";-0,62;0,27;", ";NA;NA;")]
+    with pytest.raises(ValidationError, match="--events more or fewer"):
+        import_metapsy(_write(tmp_path, no_g, "bin__v1.csv"), direction="file", database=url)
+    again = import_metapsy(_write(tmp_path, no_g, "bin__v1.csv"), direction="file",
+                           database=url, events="more")  # fmt: skip
+    assert again.loaded == 1 and again.ingest.changes["effect_size"].inserted == 1
+    with pytest.raises(ValidationError, match="events must be one of more, fewer"):
+        import_metapsy(_write(tmp_path, ROWS), direction="lower", database=url, events="up")

@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
         repair_text: Annotated[bool, typer.Option(
             "--repair-text", help="Decode text cells that were encoded twice (mojibake) "
             "instead of refusing them.")] = False,
+        events: Annotated[str | None, typer.Option(
+            "--events", help="For outcomes with event counts: more (more events are better: "
+            "response) or fewer (suicide attempts, relapse); overrides --direction for them.",
+            show_default=False)] = None,
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Validate and count; write nothing.")] = False,
         as_json: _Json = False,
@@ -63,7 +67,7 @@ def register(app: typer.Typer) -> None:
             result = import_metapsy(
                 path, direction=direction, database=url, review=review, sign=sign,
                 skip_invalid=skip_invalid, repair_text=repair_text, dry_run=dry_run,
-                author=author, message=message, command=_command(ctx),
+                author=author, message=message, command=_command(ctx), events=events,
             )  # fmt: skip
         except EvidenceError as error:
             _fail(error, as_json)

@@ -107,6 +107,7 @@ __all__ = [
 ]
 
 DIRECTIONS = ("lower", "higher", "file")
+EVENTS = (None, "more", "fewer")  # which count of events is better (None: the convention)
 SIGNS = ("auto", "metapsy", "reversed")
 EXPORT_SIGNS = ("improvement", "metapsy", "reversed")
 TOLERANCE = 0.005  # Metapsy rounds .g and .g_se to two decimals in some releases
@@ -252,7 +253,13 @@ def _row_failure(file: str, row: int, column: str | None, value: Any, rule: str)
 
 
 def metapsy_sheets(
-    frame: pd.DataFrame, *, direction: str, sign: str, file: str = "", moderators=None
+    frame: pd.DataFrame,
+    *,
+    direction: str,
+    sign: str,
+    file: str = "",
+    moderators=None,
+    events: str | None = None,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, np.ndarray]:
     """Coding sheets of a validated Metapsy frame (module docstring).
 
@@ -263,6 +270,8 @@ def metapsy_sheets(
     if direction not in DIRECTIONS:
         raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
                               f"not {direction!r}")  # fmt: skip
+    if events not in EVENTS:
+        raise ValidationError(f"events must be one of more, fewer, not {events!r}")
     if sign not in ("metapsy", "reversed"):
         raise ValidationError(f"sign must be metapsy or reversed, not {sign!r}")
     moderators = _moderators(frame) if moderators is None else moderators
@@ -289,7 +298,7 @@ def metapsy_sheets(
     construct, instrument = txt("outcome_subcategory"), txt("instrument")
     rkeys = keys["result"].tolist()
     rows["result_key"], rows["outcome_key"] = rkeys, ok
-    events = (rows["formula"] == "SMD:logOR").to_numpy()
+    is_event = (rows["formula"] == "SMD:logOR").to_numpy()
 
     # outcome directions (module docstring): "lower" stores direction=lower for scores
     failures: list[dict] = []
@@ -308,7 +317,7 @@ def metapsy_sheets(
         {
             "study": study.to_numpy(),
             "outcome": ok,
-            "events": events,
+            "events": is_event,
             "scores": rows["formula"].isin(["SMD:means", "SMD:change"]).to_numpy(),
         }
     )
@@ -330,6 +339,9 @@ def metapsy_sheets(
     for i, (s, o) in enumerate(zip(study, ok, strict=True)):
         if (s, o) in outcome_dir:
             continue
+        if events is not None and event_outcome[(s, o)]:  # stated: more or fewer is better
+            outcome_dir[(s, o)] = "higher" if events == "more" else "lower"
+            continue
         if direction == "file":
             if (s, o) not in higher_g and (all_zero.get((s, o), False) or pre[i]):
                 higher_g[(s, o)] = True  # g = 0 or precalc_g only: taken as the file has it
@@ -339,7 +351,8 @@ def metapsy_sheets(
                     if ".g" in rows else None,
                     "direction 'file' reads each outcome's direction off the sign of .g; this "
                     "outcome has no row with a non-zero .g and g: give --direction lower or "
-                    "higher"))  # fmt: skip
+                    "higher" + (" (or, for its events, --events more or fewer)"
+                                if event_outcome[(s, o)] else "")))  # fmt: skip
                 continue
             positive_is_better = higher_g[(s, o)]
         else:
@@ -540,6 +553,7 @@ def import_metapsy(
     author: str | None = None,
     message: str | None = None,
     command: str | None = None,
+    events: str | None = None,
 ) -> MetapsyImport:
     """Load a Metapsy file into a review of the database (module docstring).
 
@@ -559,6 +573,13 @@ def import_metapsy(
         As :func:`~evidence.ingest.metapsy.read_metapsy`.
     dry_run, author, message, command
         As :func:`~evidence.ingest.loader.ingest`.
+    events
+        For outcomes with event counts: ``"more"`` (more events are better: response,
+        remission) or ``"fewer"`` (suicide attempts, relapse, dropout); overrides
+        *direction* for them. Default: Metapsy's convention, in which the event g is the
+        negated log odds ratio, so ``direction="lower"`` makes more events better, and
+        ``"file"`` reads it off ``.g`` (a binary outcome whose rows carry no ``.g``, as in
+        suicide-psyctr, needs *events*).
 
     Raises
     ------
@@ -566,6 +587,8 @@ def import_metapsy(
         An invalid file (every failing cell, with its file row and column) or options;
         nothing is written.
     """
+    if events not in EVENTS:
+        raise ValidationError(f"events must be one of more, fewer, not {events!r}")
     if direction not in DIRECTIONS:
         raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
                               f"not {direction!r}")  # fmt: skip
@@ -578,7 +601,8 @@ def import_metapsy(
     mods = _moderators(frame)
     try:
         sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
-                                                file=file, moderators=mods)  # fmt: skip
+                                                file=file, moderators=mods,
+                                                events=events)  # fmt: skip
         same = ()
     except ValidationError as error:  # rows sharing one identity: left out with skip_invalid
         same = tuple(f for f in error.failures if f.get("identity"))
@@ -586,8 +610,11 @@ def import_metapsy(
             raise
         frame = frame[~frame["file_row"].isin({f["row"] for f in same})]
         sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
-                                                file=file, moderators=mods)  # fmt: skip
+                                                file=file, moderators=mods,
+                                                events=events)  # fmt: skip
     sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
+    if events is not None:
+        sign_text += f"; outcomes with events: {events} events are better"
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
         f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
