@@ -273,3 +273,33 @@ def test_events_option_says_which_count_is_better_and_lets_file_read_binary_outc
     assert again.loaded == 1 and again.ingest.changes["effect_size"].inserted == 1
     with pytest.raises(ValidationError, match="events must be one of more, fewer"):
         import_metapsy(_write(tmp_path, ROWS), direction="lower", database=url, events="up")
+
+
+def test_measure_rr_pools_log_risk_ratios_of_the_event_rows(url: str, tmp_path: Path) -> None:
+    # B's response row (20/40 vs 10/41) is the only row with events; .log_rr as metapsyTools
+    rows = [ROWS[0], ROWS[3]]
+    header = HEADER + ';".log_rr";".log_rr_se"'
+    log_rr = math.log((20 / 40) / (10 / 41))
+    se = math.sqrt(1 / 20 - 1 / 40 + 1 / 10 - 1 / 41)
+    body = [rows[0] + ";NA;NA", rows[1] + f";{log_rr:.6f};{se:.6f}".replace(".", ",")]
+    path = tmp_path / "bin__v1.csv"
+    path.write_text("\n".join([header, *body]) + "\n", encoding="utf-8")
+    result = import_metapsy(path, direction="lower", database=url, measure="RR")
+    assert (result.loaded, result.not_binary) == (1, (2,))
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        yi, vi, measure = conn.execute("SELECT yi, vi, measure FROM effect_size").fetchone()
+        codebook = json.loads(conn.execute("SELECT codebook FROM review").fetchone()[0])
+    assert (yi, vi) == pytest.approx((log_rr, se**2), rel=1e-12) and measure == "RR"
+    assert codebook["analysis"]["measure"] == "RR"
+    assert (result.comparison.n_compared, result.comparison.n_within) == (1, 1)
+    fewer = import_metapsy(path, direction="lower", database=url, measure="RR",
+                           events="fewer", review="fewer")  # fmt: skip
+    assert fewer.loaded == 1 and "measure RR" in str(fewer)
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        flipped = conn.execute(
+            "SELECT e.yi FROM effect_size e JOIN result r ON r.id = e.result_id JOIN study s "
+            "ON s.id = r.study_id JOIN review v ON v.id = s.review_id WHERE v.name = 'fewer'"
+        ).fetchone()[0]
+    assert flipped == pytest.approx(-log_rr, rel=1e-12)  # more events in arm 1: worse
+    with pytest.raises(ValidationError, match="measure must be one of SMD, RR, OR"):
+        import_metapsy(path, direction="lower", database=url, measure="HR")

@@ -52,6 +52,9 @@ def register(app: typer.Typer) -> None:
             "--events", help="For outcomes with event counts: more (more events are better: "
             "response) or fewer (suicide attempts, relapse); overrides --direction for them.",
             show_default=False)] = None,
+        measure: Annotated[str, typer.Option(
+            "--measure", help="SMD (Hedges' g; events as Metapsy's g), or RR / OR: pool the "
+            "log risk (odds) ratios of the rows with event counts.")] = "SMD",
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Validate and count; write nothing.")] = False,
         as_json: _Json = False,
@@ -68,6 +71,7 @@ def register(app: typer.Typer) -> None:
                 path, direction=direction, database=url, review=review, sign=sign,
                 skip_invalid=skip_invalid, repair_text=repair_text, dry_run=dry_run,
                 author=author, message=message, command=_command(ctx), events=events,
+                measure=measure,
             )  # fmt: skip
         except EvidenceError as error:
             _fail(error, as_json)

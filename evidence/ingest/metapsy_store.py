@@ -91,6 +91,13 @@ from evidence.ingest.metapsy import (
     read_metapsy,
     write_metapsy,
 )
+from evidence.ingest.metapsy_binary import (
+    BINARY_MEASURES,
+    MEASURES,
+    binary_rows,
+    for_log_rr,
+    with_measure,
+)
 from evidence.ingest.metapsy_keys import Rename, find_renames, record_keys, study_years
 
 __all__ = [
@@ -494,12 +501,17 @@ class MetapsyImport:
     comparison: MetapsyComparison | None = field(repr=False, default=None)
     renames: tuple[Rename, ...] = ()
     readings: tuple[dict[str, Any], ...] = ()  # cells read by a rule (a year among several)
+    measure: str = "SMD"
+    not_binary: tuple[int, ...] = ()  # rows without event counts (measure RR or OR)
 
     def __str__(self) -> str:
         lines = [
             f"{self.file}: {self.rows} rows; {self.loaded} loaded as results of review "
             f"{self.review} (direction {self.direction}, .g sign convention {self.sign})",
         ]
+        if self.measure != "SMD":
+            lines.append(f"measure {self.measure} from the event counts; {len(self.not_binary)}"
+                         f" rows without event counts were left out")  # fmt: skip
         for r in self.renames:
             lines.append(f"study renamed: {r.old} -> {r.new} (matched by {r.by})")
         for r in self.readings:
@@ -518,7 +530,9 @@ class MetapsyImport:
         if self.repaired:
             lines.append(f"{len(self.repaired)} text cells were decoded back from mojibake")
         if self.comparison is not None:
-            lines.append("effect sizes computed by the store against the file's .g/.g_se:")
+            lines.append("effect sizes computed by the store against the file's " + (
+                ".log_rr/.log_rr_se (shown as .g/.g_se):" if self.measure == "RR"
+                else ".g/.g_se:"))  # fmt: skip
             lines.append(str(self.comparison))
         return "\n".join(lines)
 
@@ -530,7 +544,8 @@ class MetapsyImport:
             "no_effect_data": list(self.no_effect_data), "skipped": list(self.skipped),
             "failures": list(self.failures), "repaired": list(self.repaired),
             "ingest": self.ingest.to_dict(), "renames": [r.to_dict() for r in self.renames],
-            "readings": list(self.readings),
+            "readings": list(self.readings), "measure": self.measure,
+            "not_binary": list(self.not_binary),
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
         }  # fmt: skip
 
@@ -554,6 +569,7 @@ def import_metapsy(
     message: str | None = None,
     command: str | None = None,
     events: str | None = None,
+    measure: str = "SMD",
 ) -> MetapsyImport:
     """Load a Metapsy file into a review of the database (module docstring).
 
@@ -580,6 +596,10 @@ def import_metapsy(
         negated log odds ratio, so ``direction="lower"`` makes more events better, and
         ``"file"`` reads it off ``.g`` (a binary outcome whose rows carry no ``.g``, as in
         suicide-psyctr, needs *events*).
+    measure
+        ``"SMD"`` (default: Hedges' g, events as Metapsy's g from the log odds ratio), or
+        ``"RR"``/``"OR"``: the review pools log risk (odds) ratios of the rows with event
+        counts (:mod:`evidence.ingest.metapsy_binary`); RR is compared with ``.log_rr``.
 
     Raises
     ------
@@ -589,6 +609,8 @@ def import_metapsy(
     """
     if events not in EVENTS:
         raise ValidationError(f"events must be one of more, fewer, not {events!r}")
+    if measure not in MEASURES:
+        raise ValidationError(f"measure must be one of {', '.join(MEASURES)}, not {measure!r}")
     if direction not in DIRECTIONS:
         raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
                               f"not {direction!r}")  # fmt: skip
@@ -598,6 +620,9 @@ def import_metapsy(
     frame, file = mf.frame, Path(path).name
     used_sign = infer_sign(frame) if sign == "auto" else sign
     review = review or review_name(path)
+    not_binary: tuple[int, ...] = ()
+    if measure in BINARY_MEASURES:  # metapsy_binary: the rows with events, as log RR/OR
+        frame, not_binary = binary_rows(frame)
     mods = _moderators(frame)
     try:
         sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
@@ -615,9 +640,12 @@ def import_metapsy(
     sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
     if events is not None:
         sign_text += f"; outcomes with events: {events} events are better"
+    if measure != "SMD":
+        sign_text += f"; measure {measure} from the event counts"
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
         f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
+    codebook = with_measure(codebook, measure) if measure != "SMD" else codebook
     renames = _renames(database, review, sheets, frame)
     firsts = frame[frame["study"].map(lambda v: str(v).strip()).isin(
         set(sheets["studies"]["study_key"]))].groupby("study", sort=False).head(1)  # fmt: skip
@@ -635,15 +663,18 @@ def import_metapsy(
         except ValidationError as error:
             raise _in_file_terms(error, tmp, file, sheets, rows) from None
     comparison = None
-    if not dry_run:
+    if not dry_run and measure == "SMD":
         comparison = _compare(database, review, rows, direction, used_sign)
+    elif not dry_run and measure == "RR":  # log RR against the file's .log_rr, unoriented
+        comparison = _compare(database, review, for_log_rr(rows), "lower", "metapsy")
     return MetapsyImport(
         file=file, review=review, direction=direction, sign=used_sign,
         rows=len(mf.frame) + len(mf.skipped), loaded=len(rows),
         no_effect_data=tuple(int(r) for r in left_out),
         skipped=tuple(sorted({*mf.skipped, *(f["row"] for f in same)})),
         failures=mf.failures + same, repaired=mf.repaired, ingest=report, comparison=comparison,
-        renames=tuple(renames), readings=tuple(readings),
+        renames=tuple(renames), readings=tuple(readings), measure=measure,
+        not_binary=not_binary,
     )  # fmt: skip
 
 
