@@ -121,7 +121,7 @@ def test_direction_is_recorded_on_outcomes_and_in_the_review(url: str, tmp_path:
         dirs = dict(
             conn.execute(
                 "SELECT instrument || '/' || domain, direction FROM outcome "
-                "WHERE outcome_key LIKE 'msd%' OR outcome_key LIKE 'dich%'"
+                "WHERE outcome_key LIKE 'msd |%' OR outcome_key LIKE 'response |%'"
             )
         )
         description = conn.execute("SELECT codebook FROM review").fetchone()[0]
@@ -157,7 +157,10 @@ def test_reimport_writes_nothing_and_a_new_release_updates_exactly(url: str, tmp
 
 
 def test_export_writes_the_standard_and_reimports_to_no_change(url: str, tmp_path: Path):
-    path = _write(tmp_path, ROWS)
+    # outcome_type is part of an outcome's key; the export writes the formula's type
+    # (msd, change, dich, precalc), so the round trip starts from rows typed that way
+    rows = [r.replace('"response"', '"dich"').replace('"other stat"', '"precalc"') for r in ROWS]
+    path = _write(tmp_path, rows)
     import_metapsy(path, direction="lower", database=url)
     out = tmp_path / "export__v1.0.0.csv"
     report = export_metapsy(out, database=url, sign="metapsy")
@@ -247,3 +250,56 @@ def test_export_of_a_coded_review_is_a_valid_metapsy_file(tmp_path: Path) -> Non
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         yi = [r[0] for r in conn.execute("SELECT yi FROM effect_size ORDER BY id")]
     assert sorted(np.round(back[".g"], 12)) == sorted(np.round(yi, 12))
+
+
+def test_events_option_says_which_count_is_better_and_lets_file_read_binary_outcomes(
+    url: str, tmp_path: Path
+) -> None:
+    # B's response row: 20/40 vs 10/41 events; "fewer" (attempts, relapse): arm 1 is worse
+    result = import_metapsy(_write(tmp_path, ROWS), direction="lower", database=url,
+                            events="fewer")  # fmt: skip
+    d, v = _logor_d(20, 40, 10, 41)
+    stored = _stored(url)
+    assert stored[("B, 2015", "post/SMD:logOR")][:2] == pytest.approx((-d, v), rel=1e-12)
+    assert stored[("B, 2015", "post/SMD:logOR")][3] == 1
+    assert stored[("A, 2010", "post")][0] > 0  # scores still follow --direction
+    assert result.loaded == 5
+    # a binary outcome without .g: "file" cannot read its direction, and says which flag can
+    no_g = [ROWS[3].replace(";-0,62;0,27;", ";NA;NA;")]
+    with pytest.raises(ValidationError, match="--events more or fewer"):
+        import_metapsy(_write(tmp_path, no_g, "bin__v1.csv"), direction="file", database=url)
+    again = import_metapsy(_write(tmp_path, no_g, "bin__v1.csv"), direction="file",
+                           database=url, events="more")  # fmt: skip
+    assert again.loaded == 1 and again.ingest.changes["effect_size"].inserted == 1
+    with pytest.raises(ValidationError, match="events must be one of more, fewer"):
+        import_metapsy(_write(tmp_path, ROWS), direction="lower", database=url, events="up")
+
+
+def test_measure_rr_pools_log_risk_ratios_of_the_event_rows(url: str, tmp_path: Path) -> None:
+    # B's response row (20/40 vs 10/41) is the only row with events; .log_rr as metapsyTools
+    rows = [ROWS[0], ROWS[3]]
+    header = HEADER + ';".log_rr";".log_rr_se"'
+    log_rr = math.log((20 / 40) / (10 / 41))
+    se = math.sqrt(1 / 20 - 1 / 40 + 1 / 10 - 1 / 41)
+    body = [rows[0] + ";NA;NA", rows[1] + f";{log_rr:.6f};{se:.6f}".replace(".", ",")]
+    path = tmp_path / "bin__v1.csv"
+    path.write_text("\n".join([header, *body]) + "\n", encoding="utf-8")
+    result = import_metapsy(path, direction="lower", database=url, measure="RR")
+    assert (result.loaded, result.not_binary) == (1, (2,))
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        yi, vi, measure = conn.execute("SELECT yi, vi, measure FROM effect_size").fetchone()
+        codebook = json.loads(conn.execute("SELECT codebook FROM review").fetchone()[0])
+    assert (yi, vi) == pytest.approx((log_rr, se**2), rel=1e-12) and measure == "RR"
+    assert codebook["analysis"]["measure"] == "RR"
+    assert (result.comparison.n_compared, result.comparison.n_within) == (1, 1)
+    fewer = import_metapsy(path, direction="lower", database=url, measure="RR",
+                           events="fewer", review="fewer")  # fmt: skip
+    assert fewer.loaded == 1 and "measure RR" in str(fewer)
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        flipped = conn.execute(
+            "SELECT e.yi FROM effect_size e JOIN result r ON r.id = e.result_id JOIN study s "
+            "ON s.id = r.study_id JOIN review v ON v.id = s.review_id WHERE v.name = 'fewer'"
+        ).fetchone()[0]
+    assert flipped == pytest.approx(-log_rr, rel=1e-12)  # more events in arm 1: worse
+    with pytest.raises(ValidationError, match="measure must be one of SMD, RR, OR"):
+        import_metapsy(path, direction="lower", database=url, measure="HR")

@@ -43,11 +43,18 @@ def register(app: typer.Typer) -> None:
         review: _Review = None,
         url: DatabaseUrl = None,
         skip_invalid: Annotated[bool, typer.Option(
-            "--skip-invalid", help="Leave invalid rows out (listed) instead of refusing the "
-            "file.")] = False,
+            "--skip-invalid", help="Leave invalid rows out (listed), and rows that repeat "
+            "another row's identity, instead of refusing the file.")] = False,
         repair_text: Annotated[bool, typer.Option(
             "--repair-text", help="Decode text cells that were encoded twice (mojibake) "
             "instead of refusing them.")] = False,
+        events: Annotated[str | None, typer.Option(
+            "--events", help="For outcomes with event counts: more (more events are better: "
+            "response) or fewer (suicide attempts, relapse); overrides --direction for them.",
+            show_default=False)] = None,
+        measure: Annotated[str, typer.Option(
+            "--measure", help="SMD (Hedges' g; events as Metapsy's g), or RR / OR: pool the "
+            "log risk (odds) ratios of the rows with event counts.")] = "SMD",
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Validate and count; write nothing.")] = False,
         as_json: _Json = False,
@@ -63,7 +70,8 @@ def register(app: typer.Typer) -> None:
             result = import_metapsy(
                 path, direction=direction, database=url, review=review, sign=sign,
                 skip_invalid=skip_invalid, repair_text=repair_text, dry_run=dry_run,
-                author=author, message=message, command=_command(ctx),
+                author=author, message=message, command=_command(ctx), events=events,
+                measure=measure,
             )  # fmt: skip
         except EvidenceError as error:
             _fail(error, as_json)

@@ -26,7 +26,7 @@ one revision (e.g. a changed ``default_ri`` updates exactly the imputed effect s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,10 +268,12 @@ class _Writer:
 
     def __init__(self, conn: Connection, prepared: Prepared, write: bool,
                  progress: Progress | None, complete: bool = False,
-                 only: Sequence[int] | None = None) -> None:  # fmt: skip
+                 only: Sequence[int] | None = None,
+                 renames: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self.conn, self.p, self.write, self.progress = conn, prepared, write, progress
         self.complete = complete  # the sheets hold the whole review: other studies go
         self.only = only  # ids of the only stored studies the sheets speak for (None: all)
+        self.renames = dict(renames or {})  # stored study_key -> its key in the sheets
         self.changes: dict[str, TableChanges] = {}
         self.fake = -1
 
@@ -318,6 +320,8 @@ class _Writer:
                     self.conn.execute(review.update().where(review.c.id == rid)
                                       .values(**values, updated_at=utcnow()))  # fmt: skip
         self.rid = rid
+        if self.renames and rid != -1:
+            self._rename_studies(rid)
 
         # moderators
         mods = pd.DataFrame(
@@ -436,6 +440,21 @@ class _Writer:
         if stale_studies:  # complete=True: studies no longer in the sheets, records emptied above
             self._apply(Diff("study", studies.iloc[:0], studies.iloc[:0], stale_studies))
 
+    def _rename_studies(self, rid: int) -> None:
+        """Give renamed studies their new key before the diff: one update per study (in a
+        dry run too, on the connection that is rolled back), so their records match."""
+        st = self.t("study")
+        renamed = []
+        for old, new in self.renames.items():
+            row = self.conn.execute(sa.select(st.c.id).where(
+                st.c.review_id == rid, st.c.study_key == old)).first()  # fmt: skip
+            if row is None:
+                raise ValidationError(f"cannot rename study {old!r} of review "
+                                      f"{self.p.codebook.name}: it is not stored")  # fmt: skip
+            self.conn.execute(st.update().where(st.c.id == row.id).values(study_key=new))
+            renamed.append({"id": row.id, "study_key": new})
+        self._record(Diff("study", pd.DataFrame(), pd.DataFrame(renamed), []))
+
     def _risk_of_bias(self, study_ids: pd.DataFrame, res_ids: pd.DataFrame, scope: set,
                       in_review: sa.ScalarSelect) -> None:  # fmt: skip
         """Judgements of the optional risk_of_bias sheet (per study, or per result)."""
@@ -506,16 +525,17 @@ class _Writer:
 
 def _write(engine: Engine, prepared: Prepared, *, dry_run: bool, author: str | None,
            message: str | None, command: str | None, progress: Progress | None,
-           complete: bool = False) -> tuple[dict[str, TableChanges], int | None]:  # fmt: skip
+           complete: bool = False, renames: Mapping[str, str] | None = None,
+           ) -> tuple[dict[str, TableChanges], int | None]:  # fmt: skip
     try:
         if dry_run:
             with engine.connect() as conn:
-                w = _Writer(conn, prepared, False, progress, complete)
+                w = _Writer(conn, prepared, False, progress, complete, renames=renames)
                 w.run()
                 conn.rollback()
             return w.changes, None
         with write_transaction(engine, author=author, message=message, command=command) as tx:
-            w = _Writer(tx.connection, prepared, True, progress, complete)
+            w = _Writer(tx.connection, prepared, True, progress, complete, renames=renames)
             w.run()
         return w.changes, (tx.revision_id if tx.changed else None)
     except sa.exc.DBAPIError as error:
@@ -570,6 +590,7 @@ def ingest(
     command: str | None = None,
     progress: Progress | None = None,
     complete: bool = False,
+    renames: Mapping[str, str] | None = None,
 ) -> IngestReport:
     """Validate coding sheets and write the changed records in one revision.
 
@@ -592,6 +613,11 @@ def ingest(
         The sheets hold the whole review (e.g. a database release): stored studies of the
         review that are not in them are deleted, with their records (kept in history).
         Default: studies not in the sheets are left alone.
+    renames
+        Stored study keys and the keys the sheets hold them under (a study renamed between
+        releases): each stored study's ``study_key`` is updated first, in the same revision
+        (one recorded update with old and new key), so its records are updated rather than
+        deleted and inserted again.
 
     Returns
     -------
@@ -609,7 +635,7 @@ def ingest(
         prepared = prepare(paths, cb, progress)
         changes, revision = _write(
             engine, prepared, dry_run=dry_run, author=author, message=message, command=command,
-            progress=progress, complete=complete,
+            progress=progress, complete=complete, renames=renames,
         )  # fmt: skip
     return _report(prepared, changes, revision, dry_run)
 

@@ -73,6 +73,7 @@ import numpy as np
 import pandas as pd
 
 from evidence.errors import NotFoundError, ValidationError
+from evidence.ingest.metapsy_formats import as_standard, layout_of
 from evidence.stats.escalc import escalc
 
 __all__ = [
@@ -343,7 +344,9 @@ def read_metapsy(
     NotFoundError
         The file does not exist.
     ValidationError
-        The file lacks the ``study`` column or any effect-size columns, or (without
+        The file lacks the ``study`` column or any effect-size columns (a file in the
+        ``total-response`` layout is read as the standard, see
+        :mod:`evidence.ingest.metapsy_formats`), or (without
         ``skip_invalid``) has failing rows: every failing cell is listed.
     """
     path = Path(path)
@@ -357,6 +360,8 @@ def read_metapsy(
         raw = raw.drop(columns=first)
     groups = {"means": _MEANS, "change": _CHANGE, "events": _EVENTS, "precalc": _PRECALC}
     has_group = any(all(c in raw.columns for c in cols) for cols in groups.values())
+    if not has_group and layout_of(raw) == "total-response":  # metapsy_formats
+        raw, has_group = as_standard(raw), True
     if "study" not in raw.columns or not has_group:
         lacking = "study" if "study" not in raw.columns else "effect-size columns"
         raise ValidationError(

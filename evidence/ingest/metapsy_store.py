@@ -15,19 +15,23 @@ Mapping
 - study: the ``study`` label is the study key; ``year`` and ``country`` go to the study, and
   ``full_ref`` (when present) is its citation.
 - arms: ``condition_arm1``/``multi_arm1`` and ``condition_arm2``/``multi_arm2`` name the arms
-  (key: their slug; label: the condition; description: the multi-arm label); arm 1 is the
-  intervention, arm 2 the comparator.
+  (label: the condition; description: the multi-arm label); arm 1 is the intervention, arm 2
+  the comparator.
 - outcome: one per outcome type x outcome category x subcategory x instrument of a study:
   domain ``outcome_category`` (``"outcome"`` when the file has none), construct
   ``outcome_subcategory``, instrument ``instrument``.
 - timepoint: ``time`` with ``time_weeks``.
+- keys: built from what identifies a record in the source only (never weeks, n or means),
+  see :mod:`evidence.ingest.metapsy_keys`; a study renamed between releases is matched to its
+  stored record (DOI, full reference, arms and outcomes) and its key updated, not re-inserted.
 - result: the statistics Metapsy would use, in its order (metapsyTools'
   ``calculateEffectSizes``): means, SDs and ns; else change scores (``n_change_arm*`` as
   ``n1i``/``n2i``); else events out of ``totaln_arm*``; else ``precalc_g`` with
   ``precalc_g_se`` as a reported effect size (``yi_reported``, ``vi_reported = se^2``).
   Baseline means and SDs are kept. Rows without any effect data carry no effect size and are
-  left out (counted in the report). The result key is built from the row's content
-  (outcome, time, arms), so a row keeps its key across releases however the file is sorted.
+  left out (counted in the report). The result key is built from the row's outcome, time
+  and arms, so a row keeps its key across releases however the file is sorted. Metapsy's
+  row label ``.id`` is not stored (each release rebuilds it from the row's content).
 - moderators: every other column of the file (not Metapsy's computed ``.``-columns and not
   the row id ``.id``), at study level when it is constant within every study, else at effect
   level; numeric when every value is a number, else text. A column whose name is a data-model
@@ -87,6 +91,14 @@ from evidence.ingest.metapsy import (
     read_metapsy,
     write_metapsy,
 )
+from evidence.ingest.metapsy_binary import (
+    BINARY_MEASURES,
+    MEASURES,
+    binary_rows,
+    for_log_rr,
+    with_measure,
+)
+from evidence.ingest.metapsy_keys import Rename, find_renames, record_keys, study_years
 
 __all__ = [
     "DIRECTIONS",
@@ -102,6 +114,7 @@ __all__ = [
 ]
 
 DIRECTIONS = ("lower", "higher", "file")
+EVENTS = (None, "more", "fewer")  # which count of events is better (None: the convention)
 SIGNS = ("auto", "metapsy", "reversed")
 EXPORT_SIGNS = ("improvement", "metapsy", "reversed")
 TOLERANCE = 0.005  # Metapsy rounds .g and .g_se to two decimals in some releases
@@ -138,11 +151,6 @@ def review_name(path: str | Path) -> str:
     return "metapsy_" + (re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "database")
 
 
-def _slug(*parts: Any) -> str:
-    words = [str(p) for p in parts if isinstance(p, str) and p.strip()]
-    return re.sub(r"[^a-z0-9]+", "-", " ".join(words).lower()).strip("-")
-
-
 def _moderator_name(column: str) -> str:
     name = re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
     return name if re.match(r"^[a-z]", name) else f"m_{name}"
@@ -162,7 +170,8 @@ def _numeric_text(series: pd.Series) -> pd.Series | None:
     present = text.notna() & (text != "") & ~text.isin(["NA", "NR"])
     values = pd.to_numeric(text.where(present).str.replace(",", ".", regex=False),
                            errors="coerce")  # fmt: skip
-    if present.any() and values[present].notna().all():
+    number = values[present].astype(float)  # "Inf" (ptsd-psyctr seLogRR) keeps a column text
+    if present.any() and np.isfinite(number.fillna(np.inf)).all():
         return values.astype(float)
     return None
 
@@ -251,7 +260,13 @@ def _row_failure(file: str, row: int, column: str | None, value: Any, rule: str)
 
 
 def metapsy_sheets(
-    frame: pd.DataFrame, *, direction: str, sign: str, file: str = "", moderators=None
+    frame: pd.DataFrame,
+    *,
+    direction: str,
+    sign: str,
+    file: str = "",
+    moderators=None,
+    events: str | None = None,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, np.ndarray]:
     """Coding sheets of a validated Metapsy frame (module docstring).
 
@@ -262,6 +277,8 @@ def metapsy_sheets(
     if direction not in DIRECTIONS:
         raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
                               f"not {direction!r}")  # fmt: skip
+    if events not in EVENTS:
+        raise ValidationError(f"events must be one of more, fewer, not {events!r}")
     if sign not in ("metapsy", "reversed"):
         raise ValidationError(f"sign must be metapsy or reversed, not {sign!r}")
     moderators = _moderators(frame) if moderators is None else moderators
@@ -280,28 +297,15 @@ def metapsy_sheets(
             return pd.Series([None] * len(rows), index=rows.index, dtype=object)
         return rows[col].map(lambda v: str(v).strip() if _present(v) else None)
 
-    study, time = txt("study"), txt("time").fillna("post")
-    a1 = [(_slug(c, m) or "arm-1") for c, m in zip(txt("condition_arm1"), txt("multi_arm1"),
-                                                      strict=True)]  # fmt: skip
-    a2 = [(_slug(c, m) or "arm-2") for c, m in zip(txt("condition_arm2"), txt("multi_arm2"),
-                                                      strict=True)]  # fmt: skip
-    a2 = [b + "-2" if a == b else b for a, b in zip(a1, a2, strict=True)]
-    weeks = _col(rows, "time_weeks")
-    tp = [f"{t}-{w:g}w" if w == w else t for t, w in zip(time, weeks, strict=True)]
-    otype = rows["formula"].map(_FORMULA_TYPE)
+    otype = txt("outcome_type") if "outcome_type" in rows else rows["formula"].map(_FORMULA_TYPE)
+    keys = record_keys(rows, otype.tolist(), file=file)
+    study, time, weeks = keys["study"], keys["time"], _col(rows, "time_weeks")
+    a1, a2, ok, tp = (keys[c].tolist() for c in ("arm1", "arm2", "outcome", "timepoint"))
     domain = txt("outcome_category").fillna("outcome")
     construct, instrument = txt("outcome_subcategory"), txt("instrument")
-    ok = [f"{t}-{_slug(d, c, i)}"[:120] for t, d, c, i in
-          zip(otype, domain, construct, instrument, strict=True)]  # fmt: skip
-    base = [f"{o}@{t}:{x}-vs-{y}" for o, t, x, y in zip(ok, tp, a1, a2, strict=True)]
-    seen: dict[tuple[str, str], int] = {}
-    rkeys = []
-    for s, b in zip(study, base, strict=True):
-        n = seen.get((s, b), 0) + 1
-        seen[(s, b)] = n
-        rkeys.append(b if n == 1 else f"{b}#{n}")
+    rkeys = keys["result"].tolist()
     rows["result_key"], rows["outcome_key"] = rkeys, ok
-    events = (rows["formula"] == "SMD:logOR").to_numpy()
+    is_event = (rows["formula"] == "SMD:logOR").to_numpy()
 
     # outcome directions (module docstring): "lower" stores direction=lower for scores
     failures: list[dict] = []
@@ -314,9 +318,36 @@ def metapsy_sheets(
         higher_g = {k: v > 0 for k, v in votes.items() if v != 0}
         zero = pd.DataFrame({"study": study, "outcome": ok, "zero": g_metapsy == 0})
         all_zero = zero.groupby(["study", "outcome"])["zero"].all().to_dict()
+    # an outcome with event rows is stored in the events' orientation (its precalc_g rows
+    # follow it); one that mixes events with means or change scores has no single direction
+    kind = pd.DataFrame(
+        {
+            "study": study.to_numpy(),
+            "outcome": ok,
+            "events": is_event,
+            "scores": rows["formula"].isin(["SMD:means", "SMD:change"]).to_numpy(),
+        }
+    )
+    by_outcome = kind.groupby(["study", "outcome"])[["events", "scores"]].any()
+    event_outcome = by_outcome["events"].to_dict()
+    for (s, o), both in (by_outcome["events"] & by_outcome["scores"]).items():
+        if both:
+            mine = [
+                int(r)
+                for r, s_, o_ in zip(rows["file_row"], study, ok, strict=True)
+                if (s_, o_) == (s, o)
+            ]
+            failures.append(_row_failure(
+                file, mine[0], "outcome_type", o,
+                f"outcome {o} of study {s} has rows with events and rows with means or change "
+                f"scores (file rows {', '.join(map(str, mine))}), which cannot share one "
+                "direction: give them different outcome_type values"))  # fmt: skip
     outcome_dir: dict[tuple[str, str], str] = {}
     for i, (s, o) in enumerate(zip(study, ok, strict=True)):
         if (s, o) in outcome_dir:
+            continue
+        if events is not None and event_outcome[(s, o)]:  # stated: more or fewer is better
+            outcome_dir[(s, o)] = "higher" if events == "more" else "lower"
             continue
         if direction == "file":
             if (s, o) not in higher_g and (all_zero.get((s, o), False) or pre[i]):
@@ -327,14 +358,15 @@ def metapsy_sheets(
                     if ".g" in rows else None,
                     "direction 'file' reads each outcome's direction off the sign of .g; this "
                     "outcome has no row with a non-zero .g and g: give --direction lower or "
-                    "higher"))  # fmt: skip
+                    "higher" + (" (or, for its events, --events more or fewer)"
+                                if event_outcome[(s, o)] else "")))  # fmt: skip
                 continue
             positive_is_better = higher_g[(s, o)]
         else:
             positive_is_better = direction == "higher"
         # the stored raw yi is Metapsy's g for scores and minus it for events
         d = "higher" if positive_is_better else "lower"
-        if events[i]:
+        if event_outcome[(s, o)]:
             d = "lower" if d == "higher" else "higher"
         outcome_dir[(s, o)] = d
     if failures:
@@ -351,9 +383,9 @@ def metapsy_sheets(
         .map(lambda v: str(v).strip() if _present(v) else None)
         .to_numpy()
     )
+    readings: list[dict] = []
     if "year" in first:
-        years = _numeric_text(first["year"])
-        studies["year"] = (years if years is not None else first["year"]).to_numpy()
+        studies["year"], readings = study_years(first["year"], first["file_row"])
     if "country" in first:
         studies["country"] = (
             first["country"].map(lambda v: str(v).strip() if _present(v) else None).to_numpy()
@@ -405,7 +437,9 @@ def metapsy_sheets(
             "arm2_key": a2,
         }
     )
-    results["notes"] = (txt(".id") if ".id" in rows else pd.Series([None] * len(rows))).to_numpy()
+    # .id is not stored: Metapsy rebuilds it from the row's content (weeks, names) in every
+    # release, so keeping it would make every row of a new release a changed record
+    results["notes"] = None
     for c in _RESULT_STATS:
         results[c] = np.nan
     kinds = {"SMD:means": "means", "SMD:change": "change", "SMD:logOR": "events"}
@@ -419,7 +453,10 @@ def metapsy_sheets(
     # direction; under "file" the stored value must be precalc_g as the file gives it
     lower = np.array([outcome_dir[(s_, o_)] == "lower" for s_, o_ in
                       zip(study, ok, strict=True)], dtype=bool)  # fmt: skip
-    reported = _col(rows, "precalc_g") if direction == "file" else g_metapsy
+    in_events = np.array([event_outcome[(s_, o_)] for s_, o_ in zip(study, ok, strict=True)],
+                         dtype=bool)  # fmt: skip
+    reported = _col(rows, "precalc_g") if direction == "file" else \
+        np.where(in_events, -g_metapsy, g_metapsy)  # fmt: skip
     reported = np.where(lower, -reported, reported) if direction == "file" else reported
     results.loc[pre, "yi_reported"] = reported[pre]
     results.loc[pre, "vi_reported"] = _col(rows, "precalc_g_se")[pre] ** 2
@@ -430,6 +467,8 @@ def metapsy_sheets(
         source = rows[m.column] if m.level == "effect" else first[m.column]
         values = _numeric_text(source) if m.type == "numeric" else source.map(
             lambda v: str(v).strip() if _present(v) else None)  # fmt: skip
+        if values is None:  # numeric in the file, but no value on the rows with effect data
+            values = pd.Series(np.nan, index=source.index)
         if m.level == "effect":
             results[m.name] = values.to_numpy()
         else:
@@ -460,12 +499,24 @@ class MetapsyImport:
     repaired: tuple[dict[str, Any], ...]
     ingest: IngestReport
     comparison: MetapsyComparison | None = field(repr=False, default=None)
+    renames: tuple[Rename, ...] = ()
+    readings: tuple[dict[str, Any], ...] = ()  # cells read by a rule (a year among several)
+    measure: str = "SMD"
+    not_binary: tuple[int, ...] = ()  # rows without event counts (measure RR or OR)
 
     def __str__(self) -> str:
         lines = [
             f"{self.file}: {self.rows} rows; {self.loaded} loaded as results of review "
             f"{self.review} (direction {self.direction}, .g sign convention {self.sign})",
         ]
+        if self.measure != "SMD":
+            lines.append(f"measure {self.measure} from the event counts; {len(self.not_binary)}"
+                         f" rows without event counts were left out")  # fmt: skip
+        for r in self.renames:
+            lines.append(f"study renamed: {r.old} -> {r.new} (matched by {r.by})")
+        for r in self.readings:
+            lines.append(f"file row {r['row']}: {r['column']} {r['value']!r} read as "
+                         f"{r['read']} (the first year named)")  # fmt: skip
         if self.no_effect_data:
             lines.append(
                 f"{len(self.no_effect_data)} rows carry no effect data and were left "
@@ -479,7 +530,9 @@ class MetapsyImport:
         if self.repaired:
             lines.append(f"{len(self.repaired)} text cells were decoded back from mojibake")
         if self.comparison is not None:
-            lines.append("effect sizes computed by the store against the file's .g/.g_se:")
+            lines.append("effect sizes computed by the store against the file's " + (
+                ".log_rr/.log_rr_se (shown as .g/.g_se):" if self.measure == "RR"
+                else ".g/.g_se:"))  # fmt: skip
             lines.append(str(self.comparison))
         return "\n".join(lines)
 
@@ -490,7 +543,9 @@ class MetapsyImport:
             "sign": self.sign, "rows": self.rows, "loaded": self.loaded,
             "no_effect_data": list(self.no_effect_data), "skipped": list(self.skipped),
             "failures": list(self.failures), "repaired": list(self.repaired),
-            "ingest": self.ingest.to_dict(),
+            "ingest": self.ingest.to_dict(), "renames": [r.to_dict() for r in self.renames],
+            "readings": list(self.readings), "measure": self.measure,
+            "not_binary": list(self.not_binary),
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
         }  # fmt: skip
 
@@ -513,6 +568,8 @@ def import_metapsy(
     author: str | None = None,
     message: str | None = None,
     command: str | None = None,
+    events: str | None = None,
+    measure: str = "SMD",
 ) -> MetapsyImport:
     """Load a Metapsy file into a review of the database (module docstring).
 
@@ -532,6 +589,17 @@ def import_metapsy(
         As :func:`~evidence.ingest.metapsy.read_metapsy`.
     dry_run, author, message, command
         As :func:`~evidence.ingest.loader.ingest`.
+    events
+        For outcomes with event counts: ``"more"`` (more events are better: response,
+        remission) or ``"fewer"`` (suicide attempts, relapse, dropout); overrides
+        *direction* for them. Default: Metapsy's convention, in which the event g is the
+        negated log odds ratio, so ``direction="lower"`` makes more events better, and
+        ``"file"`` reads it off ``.g`` (a binary outcome whose rows carry no ``.g``, as in
+        suicide-psyctr, needs *events*).
+    measure
+        ``"SMD"`` (default: Hedges' g, events as Metapsy's g from the log odds ratio), or
+        ``"RR"``/``"OR"``: the review pools log risk (odds) ratios of the rows with event
+        counts (:mod:`evidence.ingest.metapsy_binary`); RR is compared with ``.log_rr``.
 
     Raises
     ------
@@ -539,6 +607,10 @@ def import_metapsy(
         An invalid file (every failing cell, with its file row and column) or options;
         nothing is written.
     """
+    if events not in EVENTS:
+        raise ValidationError(f"events must be one of more, fewer, not {events!r}")
+    if measure not in MEASURES:
+        raise ValidationError(f"measure must be one of {', '.join(MEASURES)}, not {measure!r}")
     if direction not in DIRECTIONS:
         raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
                               f"not {direction!r}")  # fmt: skip
@@ -548,34 +620,72 @@ def import_metapsy(
     frame, file = mf.frame, Path(path).name
     used_sign = infer_sign(frame) if sign == "auto" else sign
     review = review or review_name(path)
+    not_binary: tuple[int, ...] = ()
+    if measure in BINARY_MEASURES:  # metapsy_binary: the rows with events, as log RR/OR
+        frame, not_binary = binary_rows(frame)
     mods = _moderators(frame)
-    sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
-                                            file=file, moderators=mods)  # fmt: skip
+    try:
+        sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
+                                                file=file, moderators=mods,
+                                                events=events)  # fmt: skip
+        same = ()
+    except ValidationError as error:  # rows sharing one identity: left out with skip_invalid
+        same = tuple(f for f in error.failures if f.get("identity"))
+        if not skip_invalid or not same or len(same) != len(error.failures):
+            raise
+        frame = frame[~frame["file_row"].isin({f["row"] for f in same})]
+        sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
+                                                file=file, moderators=mods,
+                                                events=events)  # fmt: skip
     sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
+    if events is not None:
+        sign_text += f"; outcomes with events: {events} events are better"
+    if measure != "SMD":
+        sign_text += f"; measure {measure} from the event counts"
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
         f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
+    codebook = with_measure(codebook, measure) if measure != "SMD" else codebook
+    renames = _renames(database, review, sheets, frame)
+    firsts = frame[frame["study"].map(lambda v: str(v).strip()).isin(
+        set(sheets["studies"]["study_key"]))].groupby("study", sort=False).head(1)  # fmt: skip
+    readings = study_years(firsts["year"], firsts["file_row"])[1] if "year" in frame else []
     with tempfile.TemporaryDirectory() as tmp:
         for name, sheet in sheets.items():
             sheet.to_csv(Path(tmp) / f"{name}.csv", index=False)
         try:
             report = ingest(
                 [tmp], codebook=codebook, database=database, dry_run=dry_run, author=author,
-                complete=True,
+                complete=True, renames={r.old: r.new for r in renames},
                 message=message or f"Metapsy {Path(path).stem} (direction {direction})",
                 command=command or f"import_metapsy {file}",
             )  # fmt: skip
         except ValidationError as error:
             raise _in_file_terms(error, tmp, file, sheets, rows) from None
     comparison = None
-    if not dry_run:
+    if not dry_run and measure == "SMD":
         comparison = _compare(database, review, rows, direction, used_sign)
+    elif not dry_run and measure == "RR":  # log RR against the file's .log_rr, unoriented
+        comparison = _compare(database, review, for_log_rr(rows), "lower", "metapsy")
     return MetapsyImport(
         file=file, review=review, direction=direction, sign=used_sign,
-        rows=len(frame) + len(mf.skipped), loaded=len(rows),
-        no_effect_data=tuple(int(r) for r in left_out), skipped=mf.skipped,
-        failures=mf.failures, repaired=mf.repaired, ingest=report, comparison=comparison,
+        rows=len(mf.frame) + len(mf.skipped), loaded=len(rows),
+        no_effect_data=tuple(int(r) for r in left_out),
+        skipped=tuple(sorted({*mf.skipped, *(f["row"] for f in same)})),
+        failures=mf.failures + same, repaired=mf.repaired, ingest=report, comparison=comparison,
+        renames=tuple(renames), readings=tuple(readings), measure=measure,
+        not_binary=not_binary,
     )  # fmt: skip
+
+
+def _renames(database, review: str, sheets, frame: pd.DataFrame) -> list[Rename]:
+    """Stored studies the file holds under another label ([] for a new or unmigrated store;
+    the ingest then says what is wrong with the database)."""
+    try:
+        with _connect(database) as conn:
+            return find_renames(conn, review, sheets, frame)
+    except sa.exc.DBAPIError:
+        return []
 
 
 _DIRECTION_TEXT = {
