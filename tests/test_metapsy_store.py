@@ -21,7 +21,8 @@ from evidence.cli import app
 from evidence.db.migrate import upgrade
 from evidence.errors import ValidationError
 from evidence.ingest.metapsy import read_metapsy
-from evidence.ingest.metapsy_store import export_metapsy, import_metapsy, review_name
+from evidence.ingest.metapsy_export import export_metapsy
+from evidence.ingest.metapsy_store import import_metapsy, review_name
 
 HEADER = ('"";"study";"outcome_type";"instrument";"time";"time_weeks";"condition_arm1";'
           '"condition_arm2";"multi_arm1";"multi_arm2";"mean_arm1";"sd_arm1";"n_arm1";'

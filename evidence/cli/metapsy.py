@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         as_json: _Json = False,
     ) -> None:  # fmt: skip
         """Write a review's two-arm results in the Metapsy standard."""
-        from evidence.ingest.metapsy_store import export_metapsy
+        from evidence.ingest.metapsy_export import export_metapsy
 
         try:
             result = export_metapsy(output, database=url, review=review, sign=sign)

@@ -7,8 +7,8 @@ every effect size itself; the report then compares the stored g and SE with the 
 ``.g`` and ``.g_se``. Importing a later release of the same database into the same review is a
 living update: exactly the records that changed are written, and studies or rows that left the
 file are deleted (kept in history): the file is the whole review (the loader's
-``complete=True``). :func:`export_metapsy` writes a review back in the
-Metapsy standard.
+``complete=True``). :func:`~evidence.ingest.metapsy_export.export_metapsy` writes a review back
+in the Metapsy standard.
 
 Mapping
 -------
@@ -73,28 +73,23 @@ import sqlalchemy as sa
 
 from evidence.db.engine import get_engine
 from evidence.db.models import metadata
-from evidence.errors import NotFoundError, ValidationError
+from evidence.errors import ValidationError
 from evidence.ingest.codebook import CORE_COLUMNS, Codebook, parse_codebook
 from evidence.ingest.loader import IngestReport, ingest
 from evidence.ingest.metapsy import (
     NUMERIC_COLUMNS,
     MetapsyComparison,
     _col,
-    _fmt,
     compare_effects,
     infer_sign,
     metapsy_effect_sizes,
     read_metapsy,
-    write_metapsy,
 )
 
 __all__ = [
     "DIRECTIONS",
-    "EXPORT_SIGNS",
     "SIGNS",
-    "MetapsyExport",
     "MetapsyImport",
-    "export_metapsy",
     "import_metapsy",
     "metapsy_codebook",
     "metapsy_sheets",
@@ -103,7 +98,6 @@ __all__ = [
 
 DIRECTIONS = ("lower", "higher", "file")
 SIGNS = ("auto", "metapsy", "reversed")
-EXPORT_SIGNS = ("improvement", "metapsy", "reversed")
 TOLERANCE = 0.005  # Metapsy rounds .g and .g_se to two decimals in some releases
 
 #: Columns of the Metapsy standard that the mapping uses (everything else is a moderator).
@@ -656,156 +650,10 @@ def _compare(database, review: str, rows: pd.DataFrame, direction: str,
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class MetapsyExport:
-    """What :func:`export_metapsy` wrote."""
+def __getattr__(name: str) -> Any:
+    """The export side lives in :mod:`evidence.ingest.metapsy_export` (kept importable here)."""
+    if name in ("EXPORT_SIGNS", "MetapsyExport", "export_metapsy"):
+        from evidence.ingest import metapsy_export
 
-    path: str
-    review: str
-    rows: int
-    left_out: int
-    sign: str
-
-    def __str__(self) -> str:
-        text = (f"wrote {self.rows} rows of review {self.review} to {self.path} (Metapsy "
-                f"standard; .g in the {self.sign} sign convention)")  # fmt: skip
-        if self.left_out:
-            text += f"; {self.left_out} results without a second arm have no Metapsy row"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(vars(self))
-
-
-def export_metapsy(
-    path: str | Path,
-    *,
-    database: str | sa.Engine | None = None,
-    review: str | None = None,
-    sign: str = "improvement",
-) -> MetapsyExport:
-    """Write a review's two-arm results in the Metapsy standard.
-
-    One row per result with two arms: study, arms, outcome, time, the stored statistics in
-    Metapsy's columns (means, change scores, events, ``precalc_g``), every moderator under its
-    Metapsy column name (from the import) or its own name, and ``.g``/``.g_se`` from the
-    stored effect size: ``sign="improvement"`` (default) writes the store's own orientation,
-    positive = improvement of arm 1 (what an import with ``direction="file"`` reads back);
-    ``"metapsy"`` writes Metapsy's convention (means: arm 1 minus arm 2; events: the negated
-    log odds ratio) and ``"reversed"`` its negation. ``precalc_g`` follows the same choice.
-    """
-    if sign not in EXPORT_SIGNS:
-        raise ValidationError(f"sign must be one of {', '.join(EXPORT_SIGNS)}, not {sign!r}")
-    with _connect(database) as conn:
-        frame, name, left_out = _export_frame(conn, review, sign)
-    write_metapsy(frame, path)
-    return MetapsyExport(path=str(path), review=name, rows=len(frame), left_out=left_out,
-                         sign=sign)  # fmt: skip
-
-
-def _export_frame(conn: sa.Connection, review: str | None, sign: str):
-    t = metadata.tables
-    rv = t["review"]
-    reviews = conn.execute(sa.select(rv.c.id, rv.c.name)).all()
-    if review is None:
-        if len(reviews) != 1:
-            names = ", ".join(r.name for r in reviews) or "none"
-            raise NotFoundError(f"name the review to export (--review): the database holds "
-                                f"{len(reviews)} reviews ({names})")  # fmt: skip
-        rid, name = reviews[0]
-    else:
-        match = [r for r in reviews if r.name == review]
-        if not match:
-            raise NotFoundError(f"review {review!r} is not in the database")
-        rid, name = match[0]
-    s, a1, a2 = t["study"], t["arm"].alias("a1"), t["arm"].alias("a2")
-    o, tp, r, e = t["outcome"], t["timepoint"], t["result"], t["effect_size"]
-    q = (sa.select(r.c.id.label("result_id"), s.c.id.label("study_id"), s.c.study_key,
-                   s.c.citation, s.c.year, s.c.country, a1.c.label.label("condition_arm1"),
-                   a1.c.description.label("multi_arm1"), a2.c.label.label("condition_arm2"),
-                   a2.c.description.label("multi_arm2"), o.c.domain, o.c.construct,
-                   o.c.instrument, tp.c.label.label("time"), tp.c.weeks,
-                   *[r.c[c] for c in _RESULT_STATS], r.c.notes, e.c.yi, e.c.vi, e.c.flipped,
-                   e.c.formula)
-         .select_from(r.join(s, s.c.id == r.c.study_id).join(o, o.c.id == r.c.outcome_id)
-                      .outerjoin(tp, tp.c.id == r.c.timepoint_id)
-                      .outerjoin(a1, a1.c.id == r.c.arm1_id)
-                      .outerjoin(a2, a2.c.id == r.c.arm2_id)
-                      .outerjoin(e, e.c.result_id == r.c.id))
-         .where(s.c.review_id == rid).order_by(s.c.study_key, r.c.result_key))  # fmt: skip
-    res = conn.execute(q)
-    db = pd.DataFrame(res.all(), columns=list(res.keys()))
-    two_arm = db["condition_arm2"].notna() | db["m2i"].notna() | db["n2i"].notna()
-    left_out = int((~two_arm).sum())
-    db = db[two_arm].reset_index(drop=True)
-    out = pd.DataFrame({"study": db["study_key"]})
-    for col in ("condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2"):
-        out[col] = db[col]
-    formula = db["formula"].fillna("")
-    out["outcome_type"] = [
-        next((v for k, v in _FORMULA_TYPE.items() if f.startswith(k)), "msd") for f in formula
-    ]
-    out["outcome_category"], out["outcome_subcategory"] = db["domain"], db["construct"]
-    out["instrument"], out["time"], out["time_weeks"] = db["instrument"], db["time"], db["weeks"]
-    inverse = {dst: src for kind in ("means", "change") for src, dst in _STAT_MAP[kind].items()
-               if not dst.startswith("n")}  # fmt: skip
-    for dst, src in inverse.items():
-        out[src] = db[dst].astype(float)
-    is_change = out["outcome_type"] == "change"
-    is_dich = out["outcome_type"] == "dich"
-    is_means = ~is_change & ~is_dich & (out["outcome_type"] != "precalc")
-    for arm, n in (("arm1", "n1i"), ("arm2", "n2i")):
-        out[f"n_{arm}"] = db[n].astype(float).where(is_means)
-        out[f"n_change_{arm}"] = db[n].astype(float).where(is_change)
-        out[f"event_{arm}"] = db["event1i" if arm == "arm1" else "event2i"].astype(float)
-        out[f"totaln_{arm}"] = db[n].astype(float).where(is_dich)
-    for src, dst in _BASELINE.items():
-        out[src] = db[dst].astype(float)
-    flipped = db["flipped"].fillna(False).astype(bool).to_numpy()
-    events = formula.str.startswith("SMD:logOR").to_numpy()
-
-    def oriented(yi: np.ndarray, stored: bool) -> np.ndarray:
-        """*yi* (the store's orientation when *stored*, else raw) in the chosen convention."""
-        better = yi if stored else np.where(flipped, -yi, yi)
-        if sign == "improvement":
-            return better
-        raw = np.where(flipped, -better, better)
-        g = np.where(events, -raw, raw)
-        return -g if sign == "reversed" else g
-
-    out["precalc_g"] = oriented(db["yi_reported"].astype(float).to_numpy(), stored=False)
-    out["precalc_g_se"] = np.sqrt(db["vi_reported"].astype(float))
-    out[".g"] = oriented(db["yi"].astype(float).to_numpy(), stored=True)
-    out[".g_se"] = np.sqrt(db["vi"].astype(float))
-    out["year"], out["country"], out["full_ref"] = db["year"], db["country"], db["citation"]
-    _export_moderators(conn, rid, db, out)
-    out[".id"] = db["notes"]
-    return out, name, left_out
-
-
-def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.DataFrame):
-    t = metadata.tables
-    m, v = t["moderator"], t["moderator_value"]
-    mods = conn.execute(sa.select(m.c.id, m.c.name, m.c.level, m.c.description)
-                        .where(m.c.review_id == rid).order_by(m.c.id)).all()  # fmt: skip
-    for mod in mods:
-        column = mod.name
-        if mod.description and mod.description.startswith("Metapsy column "):
-            column = mod.description.removeprefix("Metapsy column ")
-        if mod.level == "arm" or column in out.columns:
-            continue
-        values = conn.execute(
-            sa.select(v.c.study_id, v.c.result_id, v.c.value_text, v.c.value_num).where(
-                v.c.moderator_id == mod.id
-            )
-        ).all()
-        frame = pd.DataFrame(values, columns=["study_id", "result_id", "text", "num"])
-        number = frame["num"].map(lambda x: None if x is None else _fmt(x))
-        value = frame["text"].where(frame["text"].notna(), number)
-        if mod.level == "study":
-            lookup = dict(zip(frame["study_id"], value, strict=True))
-            out[column] = db["study_id"].map(lookup)
-        else:
-            lookup = dict(zip(frame["result_id"], value, strict=True))
-            out[column] = db["result_id"].map(lookup)
+        return getattr(metapsy_export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
