@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from evidence.db.models import metadata
 from evidence.errors import NotFoundError, ValidationError
-from evidence.ingest.metapsy import _fmt, write_metapsy
+from evidence.ingest.metapsy import NUMERIC_COLUMNS, _fmt, write_metapsy
+from evidence.ingest.metapsy_layout import REST_TEXT, layout_of, neutralise
 from evidence.ingest.metapsy_store import (
     _BASELINE,
     _FORMULA_TYPE,
@@ -26,9 +27,11 @@ from evidence.ingest.metapsy_store import (
     _connect,
 )
 
-__all__ = ["EXPORT_SIGNS", "MetapsyExport", "export_metapsy"]
+__all__ = ["EXPORT_EFFECTS", "EXPORT_SIGNS", "MetapsyExport", "export_metapsy"]
 
 EXPORT_SIGNS = ("improvement", "metapsy", "reversed")
+EXPORT_EFFECTS = ("file", "store")
+_EFFECT_COLUMNS = (".g", ".g_se", "precalc_g", "precalc_g_se")
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,13 @@ class MetapsyExport:
     rows: int
     left_out: int
     sign: str
+    effects: str = "store"
 
     def __str__(self) -> str:
+        g = ("as imported" if self.effects == "file" else
+             f"the store's, in the {self.sign} sign convention")  # fmt: skip
         text = (f"wrote {self.rows} rows of review {self.review} to {self.path} (Metapsy "
-                f"standard; .g in the {self.sign} sign convention)")  # fmt: skip
+                f"standard; .g {g})")  # fmt: skip
         if self.left_out:
             text += f"; {self.left_out} results without a second arm have no Metapsy row"
         return text
@@ -59,6 +65,7 @@ def export_metapsy(
     database: str | sa.Engine | None = None,
     review: str | None = None,
     sign: str = "improvement",
+    effects: str = "file",
 ) -> MetapsyExport:
     """Write a review's two-arm results in the Metapsy standard.
 
@@ -69,34 +76,45 @@ def export_metapsy(
     positive = improvement of arm 1 (what an import with ``direction="file"`` reads back);
     ``"metapsy"`` writes Metapsy's convention (means: arm 1 minus arm 2; events: the negated
     log odds ratio) and ``"reversed"`` its negation. ``precalc_g`` follows the same choice.
+
+    A review imported from a Metapsy file is written back as that file (lossless,
+    :mod:`~evidence.ingest.metapsy_layout`): its columns in its order, its rows in its order,
+    every value it had. With ``effects="file"`` (default) ``.g``, ``.g_se``, ``precalc_g``
+    and ``precalc_g_se`` are the file's own; ``effects="store"`` writes the stored effect
+    sizes in the *sign* convention instead. Text cells that a spreadsheet would run as a
+    formula get a leading ``'`` (removed again when the file is read).
     """
     if sign not in EXPORT_SIGNS:
         raise ValidationError(f"sign must be one of {', '.join(EXPORT_SIGNS)}, not {sign!r}")
+    if effects not in EXPORT_EFFECTS:
+        raise ValidationError(f"effects must be one of {', '.join(EXPORT_EFFECTS)}, "
+                              f"not {effects!r}")  # fmt: skip
     with _connect(database) as conn:
-        frame, name, left_out = _export_frame(conn, review, sign)
+        frame, name, left_out, imported = _export_frame(conn, review, sign, effects)
     write_metapsy(frame, path)
     return MetapsyExport(path=str(path), review=name, rows=len(frame), left_out=left_out,
-                         sign=sign)  # fmt: skip
+                         sign=sign, effects=effects if imported else "store")  # fmt: skip
 
 
-def _export_frame(conn: sa.Connection, review: str | None, sign: str):
+def _export_frame(conn: sa.Connection, review: str | None, sign: str, effects: str):
     t = metadata.tables
     rv = t["review"]
-    reviews = conn.execute(sa.select(rv.c.id, rv.c.name)).all()
+    reviews = conn.execute(sa.select(rv.c.id, rv.c.name, rv.c.codebook)).all()
     if review is None:
         if len(reviews) != 1:
             names = ", ".join(r.name for r in reviews) or "none"
             raise NotFoundError(f"name the review to export (--review): the database holds "
                                 f"{len(reviews)} reviews ({names})")  # fmt: skip
-        rid, name = reviews[0]
+        rid, name, codebook = reviews[0]
     else:
         match = [r for r in reviews if r.name == review]
         if not match:
             raise NotFoundError(f"review {review!r} is not in the database")
-        rid, name = match[0]
+        rid, name, codebook = match[0]
     s, a1, a2 = t["study"], t["arm"].alias("a1"), t["arm"].alias("a2")
     o, tp, r, e = t["outcome"], t["timepoint"], t["result"], t["effect_size"]
-    q = (sa.select(r.c.id.label("result_id"), s.c.id.label("study_id"), s.c.study_key,
+    q = (sa.select(r.c.id.label("result_id"), r.c.result_key, s.c.id.label("study_id"),
+                   s.c.study_key,
                    s.c.citation, s.c.year, s.c.country, a1.c.label.label("condition_arm1"),
                    a1.c.description.label("multi_arm1"), a2.c.label.label("condition_arm2"),
                    a2.c.description.label("multi_arm2"), o.c.domain, o.c.construct,
@@ -154,21 +172,62 @@ def _export_frame(conn: sa.Connection, review: str | None, sign: str):
     out[".g"] = oriented(db["yi"].astype(float).to_numpy(), stored=True)
     out[".g_se"] = np.sqrt(db["vi"].astype(float))
     out["year"], out["country"], out["full_ref"] = db["year"], db["country"], db["citation"]
-    _export_moderators(conn, rid, db, out)
     out[".id"] = db["notes"]
-    return out, name, left_out
+    keep = _EFFECT_COLUMNS if effects == "store" else ()
+    imported = _export_moderators(conn, rid, db, out, keep)
+    layout = layout_of(codebook)
+    if layout is not None:
+        out = _in_layout(out, db, layout)
+    return _as_text(out), name, left_out, ".g" in imported
 
 
-def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.DataFrame):
+def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any]) -> pd.DataFrame:
+    """*out* with the imported file's columns in its order and its rows in its order (rows
+    the file did not have, added to the review since, at the end)."""
+    position = {(s, k): i for i, (s, k) in enumerate(layout["rows"])}
+    keys = zip(db["study_key"], db["result_key"], strict=True)
+    rank = np.array([position.get(key, len(position)) for key in keys], dtype=float)
+    order = np.lexsort((db["result_key"].to_numpy(dtype=str), db["study_key"].to_numpy(dtype=str),
+                        rank))  # fmt: skip
+    out = out.iloc[order].reset_index(drop=True).reindex(columns=layout["columns"])
+    if layout.get("row_names"):
+        out.insert(0, "", [str(i) for i in range(1, len(out) + 1)])
+    return out
+
+
+def _as_text(out: pd.DataFrame) -> pd.DataFrame:
+    """Numbers outside the standard's numeric columns in the decimal-comma format, and every
+    text cell guarded against spreadsheet formula injection."""
+    for col in out.columns:
+        if col in NUMERIC_COLUMNS:
+            out[col] = out[col].astype(float)
+        elif pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+            out[col] = [_fmt(float(x)) for x in out[col].to_numpy(dtype=float, na_value=np.nan)]
+        else:
+            out[col] = out[col].map(lambda x: _fmt(x) if isinstance(x, float) else neutralise(x))
+    return out
+
+
+def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.DataFrame,
+                       keep: tuple[str, ...]) -> set[str]:  # fmt: skip
+    """Every moderator of the review into *out*, under its Metapsy column (its description,
+    :mod:`~evidence.ingest.metapsy_layout`) or its own name: a column the model does not hold
+    replaces the model's (e.g. ``outcome_type`` as the file wrote it), except the columns in
+    *keep*; the rest of a statistics column fills the cells the results do not hold.
+    Returns the Metapsy columns written from moderators."""
     t = metadata.tables
     m, v = t["moderator"], t["moderator_value"]
     mods = conn.execute(sa.select(m.c.id, m.c.name, m.c.level, m.c.description)
                         .where(m.c.review_id == rid).order_by(m.c.id)).all()  # fmt: skip
+    written: set[str] = set()
     for mod in mods:
-        column = mod.name
-        if mod.description and mod.description.startswith("Metapsy column "):
-            column = mod.description.removeprefix("Metapsy column ")
-        if mod.level == "arm" or column in out.columns:
+        column, rest, imported = mod.name, False, False
+        described = mod.description or ""
+        if described.startswith("Metapsy column "):
+            column, imported = described.removeprefix("Metapsy column "), True
+            rest = column.endswith(REST_TEXT)
+            column = column.removesuffix(REST_TEXT)
+        if mod.level == "arm" or column in keep or (column in out.columns and not imported):
             continue
         values = conn.execute(
             sa.select(v.c.study_id, v.c.result_id, v.c.value_text, v.c.value_num).where(
@@ -176,11 +235,11 @@ def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.
             )
         ).all()
         frame = pd.DataFrame(values, columns=["study_id", "result_id", "text", "num"])
-        number = frame["num"].map(lambda x: None if x is None else _fmt(x))
-        value = frame["text"].where(frame["text"].notna(), number)
-        if mod.level == "study":
-            lookup = dict(zip(frame["study_id"], value, strict=True))
-            out[column] = db["study_id"].map(lookup)
-        else:
-            lookup = dict(zip(frame["result_id"], value, strict=True))
-            out[column] = db["result_id"].map(lookup)
+        value = frame["text"].where(frame["text"].notna(), frame["num"].astype(float))
+        ids = "study_id" if mod.level == "study" else "result_id"
+        column_values = db[ids].map(dict(zip(frame[ids], value, strict=True)))
+        if rest and column in out.columns:
+            column_values = out[column].where(out[column].notna(), column_values)
+        out[column] = column_values
+        written |= {column} if imported else set()
+    return written

@@ -77,17 +77,26 @@ from evidence.errors import ValidationError
 from evidence.ingest.codebook import CORE_COLUMNS, Codebook, parse_codebook
 from evidence.ingest.loader import IngestReport, ingest
 from evidence.ingest.metapsy import (
-    NUMERIC_COLUMNS,
     MetapsyComparison,
     _col,
+    _fmt,
     compare_effects,
     infer_sign,
     metapsy_effect_sizes,
     read_metapsy,
 )
+from evidence.ingest.metapsy_layout import (
+    REST,
+    REST_TEXT,
+    file_effects,
+    layout_text,
+    rob_sheet,
+    with_residuals,
+)
 
 __all__ = [
     "DIRECTIONS",
+    "EFFECT_SOURCES",
     "SIGNS",
     "MetapsyImport",
     "import_metapsy",
@@ -97,14 +106,15 @@ __all__ = [
 ]
 
 DIRECTIONS = ("lower", "higher", "file")
+EFFECT_SOURCES = ("computed", "file")
 SIGNS = ("auto", "metapsy", "reversed")
 TOLERANCE = 0.005  # Metapsy rounds .g and .g_se to two decimals in some releases
 
 #: Columns of the Metapsy standard that the mapping uses (everything else is a moderator).
 _STRUCTURE = {
-    "study", "condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2", "outcome_type",
-    "outcome_category", "outcome_subcategory", "instrument", "time", "year", "country",
-    "full_ref", ".id", "file_row",
+    "study", "condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2",
+    "outcome_category", "outcome_subcategory", "instrument", "time", "time_weeks", "year",
+    "country", "full_ref", ".id", "file_row",
 }  # fmt: skip
 _STAT_MAP = {  # Metapsy column -> result column (per formula, see metapsy_sheets)
     "means": {"mean_arm1": "m1i", "sd_arm1": "sd1i", "n_arm1": "n1i",
@@ -128,7 +138,7 @@ _RESERVED = {c for columns in CORE_COLUMNS.values() for c in columns}  # moderat
 
 def review_name(path: str | Path) -> str:
     """The review name for a file ``NAME__vVERSION.csv``: ``metapsy_`` + NAME as a key."""
-    stem = Path(path).name.split("__v")[0].removesuffix(".csv")
+    stem = Path(path).name.split("__v")[0].removesuffix(".csv").removesuffix(".xlsx")
     return "metapsy_" + (re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "database")
 
 
@@ -169,34 +179,80 @@ class _Moderator:
     type: str  # numeric | text
 
 
+def _exact_numeric(series: pd.Series) -> bool:
+    """Whether every present value is a number that an export writes back as the same text
+    (decimal comma or point; ``"01"``, ``"2,50"`` or ``"NR"`` keep a column text)."""
+    present = series[series.map(_present)]
+    if present.empty:
+        return False
+    if pd.api.types.is_float_dtype(present):
+        return True
+    text = present.astype(str).str.strip()
+    values = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
+    if values.isna().any():
+        return False
+    return all(t in (_fmt(float(v)), str(_fmt(float(v))).replace(",", "."))
+               for v, t in zip(values, text, strict=True))  # fmt: skip
+
+
+def _held(frame: pd.DataFrame, effect_source: str) -> dict[str, np.ndarray]:
+    """Where the results hold each statistics column (the rest is kept as a moderator)."""
+    formula = metapsy_effect_sizes(frame, formulas="escalc")["g_formula"].to_numpy()
+    loaded = pd.notna(formula)
+    if effect_source == "file":  # rows whose effect size is the file's keep no statistics
+        loaded &= ~(~np.isnan(_col(frame, ".g")) & (_col(frame, ".g_se") > 0))
+    kinds = {"means": "SMD:means", "change": "SMD:change", "events": "SMD:logOR"}
+    held = {col: loaded & (formula == kinds[kind]) for kind, cols in _STAT_MAP.items()
+            for col in cols}  # fmt: skip
+    return held | dict.fromkeys(_BASELINE, loaded)
+
+
 def _moderators(frame: pd.DataFrame) -> list[_Moderator]:
+    """Every column the data model does not hold, as a moderator (the import is lossless).
+
+    A statistics column the results hold on some rows is a moderator through its twin
+    ``REST + column`` (:func:`~evidence.ingest.metapsy_layout.with_residuals`).
+    """
     out: list[_Moderator] = []
     taken: set[str] = set()
+    modelled = {c for cols in _STAT_MAP.values() for c in cols} | set(_BASELINE)
     for col in frame.columns:
-        if col in _STRUCTURE or col in NUMERIC_COLUMNS or col.startswith("."):
+        column = col.removeprefix(REST)
+        if col == column and (col in _STRUCTURE or col in modelled):
             continue
-        name = _moderator_name(col)
-        if name in _CORE_STUDY:
-            continue
-        if name in _RESERVED:
+        name = _moderator_name(column)
+        if name in _RESERVED or name in _CORE_STUDY:
             name = f"metapsy_{name}"
-        if name in taken:
-            continue
-        taken.add(name)
+        base, k = name, 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
         values = frame[col]
         if values.map(_present).sum() == 0:
             continue
+        taken.add(name)
         constant = values.astype("string").fillna("\x00").groupby(frame["study"]).nunique()
         level = "study" if bool((constant <= 1).all()) else "effect"
-        kind = "numeric" if _numeric_text(values) is not None else "text"
+        kind = "numeric" if _exact_numeric(values) else "text"
         out.append(_Moderator(name, col, level, kind))
     return out
 
 
+def _described(column: str) -> str:
+    if column.startswith(REST):
+        return f"Metapsy column {column.removeprefix(REST)}{REST_TEXT}"
+    return f"Metapsy column {column}"
+
+
 def metapsy_codebook(
-    review: str, moderators: list[_Moderator] | None = None, *, description: str = ""
+    review: str,
+    moderators: list[_Moderator] | None = None,
+    *,
+    description: str = "",
+    layout: str = "",
+    rob: bool = False,
 ) -> Codebook:
-    """The codebook generated for a Metapsy file's coding sheets."""
+    """The codebook generated for a Metapsy file's coding sheets (with the file's layout
+    record and, with *rob*, a ``risk_of_bias`` sheet)."""
     text, num = {"type": "text"}, {"type": "numeric"}
 
     def req(kind: str = "text") -> dict[str, Any]:
@@ -232,10 +288,17 @@ def metapsy_codebook(
         },
         "moderators": {
             m.name: {"level": m.level, "type": m.type,
-                     "description": f"Metapsy column {m.column}"}
+                     "description": _described(m.column)}
             for m in moderators or []
         },
     }  # fmt: skip
+    if layout:
+        raw["sheets"]["results"]["description"] = layout
+    if rob:
+        raw["sheets"]["risk_of_bias"] = {"columns": {
+            "study_key": req(), "tool": req(), "domain": req(), "support": text,
+            "judgement": {"type": "categorical", "required": True,
+                          "levels": ["low", "some concerns", "high"]}}}  # fmt: skip
     return parse_codebook(raw, f"generated codebook of {review}")
 
 
@@ -424,6 +487,7 @@ def metapsy_sheets(
         source = rows[m.column] if m.level == "effect" else first[m.column]
         values = _numeric_text(source) if m.type == "numeric" else source.map(
             lambda v: str(v).strip() if _present(v) else None)  # fmt: skip
+        values = pd.Series(np.nan, index=source.index) if values is None else values
         if m.level == "effect":
             results[m.name] = values.to_numpy()
         else:
@@ -454,6 +518,9 @@ class MetapsyImport:
     repaired: tuple[dict[str, Any], ...]
     ingest: IngestReport
     comparison: MetapsyComparison | None = field(repr=False, default=None)
+    effect_source: str = "computed"
+    from_file: int = 0
+    risk_of_bias: str = ""
 
     def __str__(self) -> str:
         lines = [
@@ -472,6 +539,11 @@ class MetapsyImport:
             )
         if self.repaired:
             lines.append(f"{len(self.repaired)} text cells were decoded back from mojibake")
+        if self.effect_source == "file":
+            lines.append(f"effect sizes: the file's .g/.g_se on {self.from_file} rows "
+                         f"(--effect-source file)")  # fmt: skip
+        if self.risk_of_bias:
+            lines.append(self.risk_of_bias)
         if self.comparison is not None:
             lines.append("effect sizes computed by the store against the file's .g/.g_se:")
             lines.append(str(self.comparison))
@@ -486,6 +558,8 @@ class MetapsyImport:
             "failures": list(self.failures), "repaired": list(self.repaired),
             "ingest": self.ingest.to_dict(),
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
+            "effect_source": self.effect_source, "from_file": self.from_file,
+            "risk_of_bias": self.risk_of_bias,
         }  # fmt: skip
 
 
@@ -507,6 +581,7 @@ def import_metapsy(
     author: str | None = None,
     message: str | None = None,
     command: str | None = None,
+    effect_source: str = "computed",
 ) -> MetapsyImport:
     """Load a Metapsy file into a review of the database (module docstring).
 
@@ -526,6 +601,11 @@ def import_metapsy(
         As :func:`~evidence.ingest.metapsy.read_metapsy`.
     dry_run, author, message, command
         As :func:`~evidence.ingest.loader.ingest`.
+    effect_source
+        ``"computed"`` (default): the store computes every effect size from the row's
+        statistics; ``"file"``: the stored effect sizes (what views pool) are the file's
+        ``.g`` and ``.g_se`` squared, oriented as ``precalc_g`` (rows without ``.g`` are
+        computed); recorded in the review's description.
 
     Raises
     ------
@@ -542,13 +622,22 @@ def import_metapsy(
     frame, file = mf.frame, Path(path).name
     used_sign = infer_sign(frame) if sign == "auto" else sign
     review = review or review_name(path)
+    if effect_source not in EFFECT_SOURCES:
+        raise ValidationError(f"effect_source must be one of {', '.join(EFFECT_SOURCES)}, "
+                              f"not {effect_source!r}")  # fmt: skip
+    if effect_source == "file" and ".g" not in frame.columns:
+        raise ValidationError(f"{file}: effect_source 'file' pools the file's .g and .g_se, "
+                              "but the file has no .g column")  # fmt: skip
+    frame = with_residuals(frame, _held(frame, effect_source))
     mods = _moderators(frame)
     sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
                                             file=file, moderators=mods)  # fmt: skip
+    extras = _extras(mf, sheets, rows, direction, used_sign, effect_source, mods)
     sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
-        f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
+        f"({_DIRECTION_TEXT[direction]}){sign_text}; {extras.source_text}."),
+        layout=extras.layout, rob="risk_of_bias" in sheets)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for name, sheet in sheets.items():
             sheet.to_csv(Path(tmp) / f"{name}.csv", index=False)
@@ -569,7 +658,96 @@ def import_metapsy(
         rows=len(frame) + len(mf.skipped), loaded=len(rows),
         no_effect_data=tuple(int(r) for r in left_out), skipped=mf.skipped,
         failures=mf.failures, repaired=mf.repaired, ingest=report, comparison=comparison,
+        effect_source=effect_source, from_file=extras.from_file,
+        risk_of_bias=extras.rob_note,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Extras:
+    layout: str
+    source_text: str
+    from_file: int
+    rob_note: str
+
+
+def _extras(mf, sheets: dict[str, pd.DataFrame], rows: pd.DataFrame, direction: str,
+            sign: str, effect_source: str, mods: list[_Moderator]) -> _Extras:  # fmt: skip
+    """What the import adds to the sheets (module :mod:`~evidence.ingest.metapsy_layout`):
+    the file's effect sizes (``effect_source="file"``), the risk-of-bias sheet, the layout."""
+    from_file = 0
+    text = "effect sizes computed by the store from each row's statistics"
+    if effect_source == "file":
+        dirs = sheets["outcomes"].set_index(["study_key", "outcome_key"])["direction"]
+        keys = zip(rows["study"].map(lambda v: str(v).strip()), rows["outcome_key"], strict=True)
+        lower = np.array([dirs[k] == "lower" for k in keys], dtype=bool)
+        sheets["results"], take = file_effects(sheets["results"], rows, lower, _RESULT_STATS,
+                                               direction=direction, sign=sign)  # fmt: skip
+        from_file = int(take.sum())
+        text = (f"effect sizes: the file's .g and .g_se squared ({from_file} rows; computed "
+                f"from the statistics of {len(rows) - from_file} rows without .g)")  # fmt: skip
+    extra = _verbatim(rows, sheets, {m.name for m in mods})
+    for m, values in extra:
+        sheets["results"][m.name] = values
+    mods.extend(m for m, _ in extra)
+    rob, note = rob_sheet(mf.frame)
+    if rob is not None:
+        rob = rob[rob["study_key"].isin(set(sheets["studies"]["study_key"]))]
+        sheets["risk_of_bias"] = rob.reset_index(drop=True)
+    return _Extras(layout_text(mf.columns, mf.row_names, rows), text, from_file, note)
+
+
+_MODEL_OF = {  # Metapsy column -> (sheet, its key columns in the results sheet, column)
+    "condition_arm1": ("arms", {"arm1_key": "arm_key"}, "label"),
+    "multi_arm1": ("arms", {"arm1_key": "arm_key"}, "description"),
+    "condition_arm2": ("arms", {"arm2_key": "arm_key"}, "label"),
+    "multi_arm2": ("arms", {"arm2_key": "arm_key"}, "description"),
+    "outcome_category": ("outcomes", {"outcome_key": "outcome_key"}, "domain"),
+    "outcome_subcategory": ("outcomes", {"outcome_key": "outcome_key"}, "construct"),
+    "instrument": ("outcomes", {"outcome_key": "outcome_key"}, "instrument"),
+    "time": ("timepoints", {"timepoint_key": "timepoint_key"}, "label"),
+    "time_weeks": ("timepoints", {"timepoint_key": "timepoint_key"}, "weeks"),
+    "year": ("studies", {}, "year"),
+    "country": ("studies", {}, "country"),
+    "full_ref": ("studies", {}, "citation"),
+}  # fmt: skip
+
+
+def _verbatim(rows: pd.DataFrame, sheets: dict[str, pd.DataFrame],
+              taken: set[str]) -> list[tuple[_Moderator, np.ndarray]]:  # fmt: skip
+    """Effect-level moderators for the mapped columns whose records do not give every row's
+    value back (a study's rows citing it differently, a missing time read as ``post``, two
+    spellings of one arm): they hold the column as the file has it, so the export is too."""
+    results = sheets["results"].reset_index(drop=True)
+    out = []
+    for column, (sheet, keys, field_) in _MODEL_OF.items():
+        if column not in rows.columns:
+            continue
+        target = sheets[sheet].rename(columns={v: k for k, v in keys.items()})
+        on = ["study_key", *keys]
+        model = results[on].merge(target[[*on, field_]].drop_duplicates(on), how="left")[field_]
+        mine = rows[column].reset_index(drop=True)
+        same = [(not _present(a) and not _present(b)) or (_present(a) and _present(b) and (
+            str(a).strip() == str(b).strip() or _number(a) == _number(b) is not None))
+            for a, b in zip(mine, model, strict=True)]  # fmt: skip
+        if all(same):
+            continue
+        name = f"metapsy_{column}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        kind = "numeric" if _exact_numeric(mine) else "text"
+        values = _numeric_text(mine) if kind == "numeric" else None
+        values = mine.map(lambda v: str(v) if _present(v) else None) if values is None else values
+        out.append((_Moderator(name, column, "effect", kind), np.asarray(values, dtype=object)))
+    return out
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(str(value).strip().replace(",", "."))
+    except ValueError:
+        return None
 
 
 _DIRECTION_TEXT = {
