@@ -195,23 +195,26 @@ def _exact_numeric(series: pd.Series) -> bool:
                for v, t in zip(values, text, strict=True))  # fmt: skip
 
 
-def _held(frame: pd.DataFrame, effect_source: str) -> dict[str, np.ndarray]:
-    """Where the results hold each statistics column (the rest is kept as a moderator)."""
+def _held(frame: pd.DataFrame, effect_source: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Where the results hold each statistics column (the rest of a loaded row is kept as a
+    moderator), and which rows are loaded (rows without effect data are not)."""
     formula = metapsy_effect_sizes(frame, formulas="escalc")["g_formula"].to_numpy()
     loaded = pd.notna(formula)
+    stats = loaded.copy()
     if effect_source == "file":  # rows whose effect size is the file's keep no statistics
-        loaded &= ~(~np.isnan(_col(frame, ".g")) & (_col(frame, ".g_se") > 0))
+        stats &= ~(~np.isnan(_col(frame, ".g")) & (_col(frame, ".g_se") > 0))
     kinds = {"means": "SMD:means", "change": "SMD:change", "events": "SMD:logOR"}
-    held = {col: loaded & (formula == kinds[kind]) for kind, cols in _STAT_MAP.items()
+    held = {col: ~loaded | (stats & (formula == kinds[kind])) for kind, cols in _STAT_MAP.items()
             for col in cols}  # fmt: skip
-    return held | dict.fromkeys(_BASELINE, loaded)
+    return held | dict.fromkeys(_BASELINE, ~loaded | stats), loaded
 
 
-def _moderators(frame: pd.DataFrame) -> list[_Moderator]:
+def _moderators(frame: pd.DataFrame, loaded: np.ndarray | None = None) -> list[_Moderator]:
     """Every column the data model does not hold, as a moderator (the import is lossless).
 
     A statistics column the results hold on some rows is a moderator through its twin
-    ``REST + column`` (:func:`~evidence.ingest.metapsy_layout.with_residuals`).
+    ``REST + column`` (:func:`~evidence.ingest.metapsy_layout.with_residuals`). Only the
+    *loaded* rows count (a column with values only on rows left out is not kept).
     """
     out: list[_Moderator] = []
     taken: set[str] = set()
@@ -226,11 +229,12 @@ def _moderators(frame: pd.DataFrame) -> list[_Moderator]:
         base, k = name, 2
         while name in taken:
             name, k = f"{base}_{k}", k + 1
-        values = frame[col]
+        values = frame[col] if loaded is None else frame[col][loaded]
         if values.map(_present).sum() == 0:
             continue
         taken.add(name)
-        constant = values.astype("string").fillna("\x00").groupby(frame["study"]).nunique()
+        studies = frame["study"] if loaded is None else frame["study"][loaded]
+        constant = values.astype("string").fillna("\x00").groupby(studies).nunique()
         level = "study" if bool((constant <= 1).all()) else "effect"
         kind = "numeric" if _exact_numeric(values) else "text"
         out.append(_Moderator(name, col, level, kind))
@@ -628,8 +632,9 @@ def import_metapsy(
     if effect_source == "file" and ".g" not in frame.columns:
         raise ValidationError(f"{file}: effect_source 'file' pools the file's .g and .g_se, "
                               "but the file has no .g column")  # fmt: skip
-    frame = with_residuals(frame, _held(frame, effect_source))
-    mods = _moderators(frame)
+    held, loaded = _held(frame, effect_source)
+    frame = with_residuals(frame, held)
+    mods = _moderators(frame, loaded)
     sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
                                             file=file, moderators=mods)  # fmt: skip
     extras = _extras(mf, sheets, rows, direction, used_sign, effect_source, mods)
