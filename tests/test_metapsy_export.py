@@ -219,3 +219,21 @@ def test_a_file_that_is_not_text_is_an_error_not_a_traceback(url: str, tmp_path:
     res = CliRunner().invoke(app, ["import", "metapsy", str(path), "--direction", "lower",
                                    "--url", url])  # fmt: skip
     assert res.exit_code != 0 and "Traceback" not in res.output
+
+
+def test_cli_effect_source_and_export_effects(url: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = _rob_file(tmp_path)
+    res = runner.invoke(app, ["import", "metapsy", str(path), "--direction", "lower",
+                              "--url", url, "--effect-source", "file"])  # fmt: skip
+    assert res.exit_code == 2 and "no .g column" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["import", "metapsy", str(path), "--direction", "lower",
+                              "--url", url, "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert '"effect_source": "computed"' in res.output and "metapsy-rob" in res.output
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["export", "metapsy", "-o", str(out), "--url", url,
+                              "--effects", "store", "--sign", "metapsy"])  # fmt: skip
+    assert res.exit_code == 0 and "the store's, in the metapsy sign convention" in res.output
+    # the file's columns in its order, then the stored effect sizes it did not have
+    assert list(_text(out).columns) == [*ROB_HEADER.split(";"), ".g", ".g_se"]

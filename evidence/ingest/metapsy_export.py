@@ -177,19 +177,22 @@ def _export_frame(conn: sa.Connection, review: str | None, sign: str, effects: s
     imported = _export_moderators(conn, rid, db, out, keep)
     layout = layout_of(codebook)
     if layout is not None:
-        out = _in_layout(out, db, layout)
+        out = _in_layout(out, db, layout, keep)
     return _as_text(out), name, left_out, ".g" in imported
 
 
-def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any]) -> pd.DataFrame:
+def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any],
+               store: tuple[str, ...]) -> pd.DataFrame:  # fmt: skip
     """*out* with the imported file's columns in its order and its rows in its order (rows
-    the file did not have, added to the review since, at the end)."""
+    the file did not have, added to the review since, at the end); the *store* columns
+    (the stored effect sizes) are added at the end when the file had none."""
     position = {(s, k): i for i, (s, k) in enumerate(layout["rows"])}
     keys = zip(db["study_key"], db["result_key"], strict=True)
     rank = np.array([position.get(key, len(position)) for key in keys], dtype=float)
     order = np.lexsort((db["result_key"].to_numpy(dtype=str), db["study_key"].to_numpy(dtype=str),
                         rank))  # fmt: skip
-    out = out.iloc[order].reset_index(drop=True).reindex(columns=layout["columns"])
+    columns = layout["columns"] + [c for c in store[:2] if c not in layout["columns"]]
+    out = out.iloc[order].reset_index(drop=True).reindex(columns=columns)
     if layout.get("row_names"):
         out.insert(0, "", [str(i) for i in range(1, len(out) + 1)])
     return out
