@@ -73,7 +73,6 @@ import numpy as np
 import pandas as pd
 
 from evidence.errors import NotFoundError, ValidationError
-from evidence.ingest.metapsy_layout import restore
 from evidence.stats.escalc import escalc
 
 __all__ = [
@@ -357,6 +356,8 @@ def read_metapsy(
     if not path.is_file():
         raise NotFoundError(f"Metapsy file {str(path)!r} does not exist.")
     file = path.name
+    from evidence.ingest.metapsy_layout import restore  # (imports this module)
+
     raw = _read_raw(path).map(restore)  # a cell an export guarded against formula injection
     first = raw.columns[0] if len(raw.columns) else None
     row_names = first is not None and (first == "" or str(first).startswith("Unnamed: 0"))

@@ -32,16 +32,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evidence.ingest.metapsy import _col, _fmt
+
 __all__ = [
     "LAYOUT",
     "REST",
     "REST_TEXT",
+    "exact_numeric",
     "file_effects",
     "layout_of",
     "layout_text",
     "neutralise",
     "restore",
     "rob_sheet",
+    "verbatim_columns",
     "with_residuals",
 ]
 
@@ -62,6 +66,84 @@ def with_residuals(frame: pd.DataFrame, held: dict[str, np.ndarray]) -> pd.DataF
     extra = {REST + col: frame[col].where(~mask) for col, mask in held.items()
              if col in frame.columns}  # fmt: skip
     return frame.assign(**extra) if extra else frame
+
+
+def present(value: Any) -> bool:
+    """Whether a cell holds a value (not None, NaN or blank text)."""
+    return (
+        value is not None
+        and not (isinstance(value, float) and np.isnan(value))
+        and (not isinstance(value, str) or value.strip() != "")
+    )
+
+
+def exact_numeric(series: pd.Series) -> bool:
+    """Whether every present value is a number that an export writes back as the same text
+    (decimal comma or point; ``"01"``, ``"2,50"`` or ``"NR"`` keep a column text)."""
+    values = series[series.map(present)]
+    if values.empty:
+        return False
+    if pd.api.types.is_float_dtype(values):
+        return True
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
+    if numbers.isna().any():
+        return False
+    return all(t in (_fmt(float(v)), str(_fmt(float(v))).replace(",", "."))
+               for v, t in zip(numbers, text, strict=True))  # fmt: skip
+
+
+#: Metapsy column -> (sheet, its key columns in the results sheet, the sheet's column).
+MODEL_OF = {
+    "condition_arm1": ("arms", {"arm1_key": "arm_key"}, "label"),
+    "multi_arm1": ("arms", {"arm1_key": "arm_key"}, "description"),
+    "condition_arm2": ("arms", {"arm2_key": "arm_key"}, "label"),
+    "multi_arm2": ("arms", {"arm2_key": "arm_key"}, "description"),
+    "outcome_category": ("outcomes", {"outcome_key": "outcome_key"}, "domain"),
+    "outcome_subcategory": ("outcomes", {"outcome_key": "outcome_key"}, "construct"),
+    "instrument": ("outcomes", {"outcome_key": "outcome_key"}, "instrument"),
+    "time": ("timepoints", {"timepoint_key": "timepoint_key"}, "label"),
+    "time_weeks": ("timepoints", {"timepoint_key": "timepoint_key"}, "weeks"),
+    "year": ("studies", {}, "year"),
+    "country": ("studies", {}, "country"),
+    "full_ref": ("studies", {}, "citation"),
+}  # fmt: skip
+
+
+def verbatim_columns(rows: pd.DataFrame, sheets: dict[str, pd.DataFrame]) -> list[str]:
+    """The mapped columns (:data:`MODEL_OF`) whose records do not give every loaded row's
+    value back: a study whose rows cite it differently, a missing time read as ``post``, two
+    spellings of one arm. The import keeps them as they are in the file, as moderators.
+
+    *rows* are the file's loaded rows, in the order of the results sheet.
+    """
+    results = sheets["results"].reset_index(drop=True)
+    out = []
+    for column, (sheet, keys, field_) in MODEL_OF.items():
+        if column not in rows.columns:
+            continue
+        target = sheets[sheet].rename(columns={v: k for k, v in keys.items()})
+        on = ["study_key", *keys]
+        model = results[on].merge(target[[*on, field_]].drop_duplicates(on), how="left")[field_]
+        if not all(_same(a, b) for a, b in zip(rows[column], model, strict=True)):
+            out.append(column)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if not present(a) or not present(b):
+        return not present(a) and not present(b)
+    if str(a).strip() == str(b).strip():
+        return True
+    x, y = _number(a), _number(b)
+    return x is not None and x == y
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(str(value).strip().replace(",", "."))
+    except ValueError:
+        return None
 
 
 def layout_text(columns: tuple[str, ...], row_names: bool, rows: pd.DataFrame) -> str:
@@ -118,12 +200,6 @@ def file_effects(
     out.loc[take, "yi_reported"] = raw[take]
     out.loc[take, "vi_reported"] = se[take] ** 2
     return out, take
-
-
-def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
-    if name in frame.columns:
-        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return np.full(len(frame), np.nan)
 
 
 # risk of bias --------------------------------------------------------------------------

@@ -79,7 +79,6 @@ from evidence.ingest.loader import IngestReport, ingest
 from evidence.ingest.metapsy import (
     MetapsyComparison,
     _col,
-    _fmt,
     compare_effects,
     infer_sign,
     metapsy_effect_sizes,
@@ -88,9 +87,11 @@ from evidence.ingest.metapsy import (
 from evidence.ingest.metapsy_layout import (
     REST,
     REST_TEXT,
+    exact_numeric,
     file_effects,
     layout_text,
     rob_sheet,
+    verbatim_columns,
     with_residuals,
 )
 
@@ -179,22 +180,6 @@ class _Moderator:
     type: str  # numeric | text
 
 
-def _exact_numeric(series: pd.Series) -> bool:
-    """Whether every present value is a number that an export writes back as the same text
-    (decimal comma or point; ``"01"``, ``"2,50"`` or ``"NR"`` keep a column text)."""
-    present = series[series.map(_present)]
-    if present.empty:
-        return False
-    if pd.api.types.is_float_dtype(present):
-        return True
-    text = present.astype(str).str.strip()
-    values = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
-    if values.isna().any():
-        return False
-    return all(t in (_fmt(float(v)), str(_fmt(float(v))).replace(",", "."))
-               for v, t in zip(values, text, strict=True))  # fmt: skip
-
-
 def _held(frame: pd.DataFrame, effect_source: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Where the results hold each statistics column (the rest of a loaded row is kept as a
     moderator), and which rows are loaded (rows without effect data are not)."""
@@ -236,7 +221,7 @@ def _moderators(frame: pd.DataFrame, loaded: np.ndarray | None = None) -> list[_
         studies = frame["study"] if loaded is None else frame["study"][loaded]
         constant = values.astype("string").fillna("\x00").groupby(studies).nunique()
         level = "study" if bool((constant <= 1).all()) else "effect"
-        kind = "numeric" if _exact_numeric(values) else "text"
+        kind = "numeric" if exact_numeric(values) else "text"
         out.append(_Moderator(name, col, level, kind))
     return out
 
@@ -691,68 +676,21 @@ def _extras(mf, sheets: dict[str, pd.DataFrame], rows: pd.DataFrame, direction: 
         from_file = int(take.sum())
         text = (f"effect sizes: the file's .g and .g_se squared ({from_file} rows; computed "
                 f"from the statistics of {len(rows) - from_file} rows without .g)")  # fmt: skip
-    extra = _verbatim(rows, sheets, {m.name for m in mods})
-    for m, values in extra:
-        sheets["results"][m.name] = values
-    mods.extend(m for m, _ in extra)
+    taken = {m.name for m in mods}
+    for column in verbatim_columns(rows, sheets):  # as the file has them (effect level)
+        name = f"metapsy_{column}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        numeric = exact_numeric(rows[column])
+        values = rows[column].map(lambda v: str(v) if _present(v) else None)
+        sheets["results"][name] = (_numeric_text(rows[column]) if numeric else values).to_numpy()
+        mods.append(_Moderator(name, column, "effect", "numeric" if numeric else "text"))
     rob, note = rob_sheet(mf.frame)
     if rob is not None:
         rob = rob[rob["study_key"].isin(set(sheets["studies"]["study_key"]))]
         sheets["risk_of_bias"] = rob.reset_index(drop=True)
     return _Extras(layout_text(mf.columns, mf.row_names, rows), text, from_file, note)
-
-
-_MODEL_OF = {  # Metapsy column -> (sheet, its key columns in the results sheet, column)
-    "condition_arm1": ("arms", {"arm1_key": "arm_key"}, "label"),
-    "multi_arm1": ("arms", {"arm1_key": "arm_key"}, "description"),
-    "condition_arm2": ("arms", {"arm2_key": "arm_key"}, "label"),
-    "multi_arm2": ("arms", {"arm2_key": "arm_key"}, "description"),
-    "outcome_category": ("outcomes", {"outcome_key": "outcome_key"}, "domain"),
-    "outcome_subcategory": ("outcomes", {"outcome_key": "outcome_key"}, "construct"),
-    "instrument": ("outcomes", {"outcome_key": "outcome_key"}, "instrument"),
-    "time": ("timepoints", {"timepoint_key": "timepoint_key"}, "label"),
-    "time_weeks": ("timepoints", {"timepoint_key": "timepoint_key"}, "weeks"),
-    "year": ("studies", {}, "year"),
-    "country": ("studies", {}, "country"),
-    "full_ref": ("studies", {}, "citation"),
-}  # fmt: skip
-
-
-def _verbatim(rows: pd.DataFrame, sheets: dict[str, pd.DataFrame],
-              taken: set[str]) -> list[tuple[_Moderator, np.ndarray]]:  # fmt: skip
-    """Effect-level moderators for the mapped columns whose records do not give every row's
-    value back (a study's rows citing it differently, a missing time read as ``post``, two
-    spellings of one arm): they hold the column as the file has it, so the export is too."""
-    results = sheets["results"].reset_index(drop=True)
-    out = []
-    for column, (sheet, keys, field_) in _MODEL_OF.items():
-        if column not in rows.columns:
-            continue
-        target = sheets[sheet].rename(columns={v: k for k, v in keys.items()})
-        on = ["study_key", *keys]
-        model = results[on].merge(target[[*on, field_]].drop_duplicates(on), how="left")[field_]
-        mine = rows[column].reset_index(drop=True)
-        same = [(not _present(a) and not _present(b)) or (_present(a) and _present(b) and (
-            str(a).strip() == str(b).strip() or _number(a) == _number(b) is not None))
-            for a, b in zip(mine, model, strict=True)]  # fmt: skip
-        if all(same):
-            continue
-        name = f"metapsy_{column}"
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        kind = "numeric" if _exact_numeric(mine) else "text"
-        values = _numeric_text(mine) if kind == "numeric" else None
-        values = mine.map(lambda v: str(v) if _present(v) else None) if values is None else values
-        out.append((_Moderator(name, column, "effect", kind), np.asarray(values, dtype=object)))
-    return out
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(str(value).strip().replace(",", "."))
-    except ValueError:
-        return None
 
 
 _DIRECTION_TEXT = {
