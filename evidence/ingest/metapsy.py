@@ -135,6 +135,8 @@ class MetapsyFile:
         The file's columns in their order (without the row-name column).
     row_names
         Whether the file begins with an unnamed row-name column (R's ``write.csv2``).
+    blank_columns
+        The columns whose missing cells the file writes as blanks rather than ``NA``.
     """
 
     frame: pd.DataFrame = field(repr=False)
@@ -145,6 +147,7 @@ class MetapsyFile:
     repaired: tuple[dict[str, Any], ...] = ()
     columns: tuple[str, ...] = ()
     row_names: bool = False
+    blank_columns: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -397,6 +400,8 @@ def read_metapsy(
         not_reported=nr,
         repaired=tuple(repairs),
         columns=tuple(raw.columns),
+        blank_columns=tuple(c for c in raw.columns
+                            if raw[c].eq("").any() and not raw[c].isna().any()),  # fmt: skip
         row_names=row_names,
     )
 

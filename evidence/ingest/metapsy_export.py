@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from evidence.db.models import metadata
 from evidence.errors import NotFoundError, ValidationError
-from evidence.ingest.metapsy import NUMERIC_COLUMNS, _fmt, write_metapsy
-from evidence.ingest.metapsy_layout import REST_TEXT, layout_of, neutralise
+from evidence.ingest.metapsy import NUMERIC_COLUMNS, _fmt
+from evidence.ingest.metapsy_layout import MODEL_OF, REST_TEXT, layout_of, neutralise
 from evidence.ingest.metapsy_store import (
     _BASELINE,
     _FORMULA_TYPE,
@@ -32,6 +32,9 @@ __all__ = ["EXPORT_EFFECTS", "EXPORT_SIGNS", "MetapsyExport", "export_metapsy"]
 EXPORT_SIGNS = ("improvement", "metapsy", "reversed")
 EXPORT_EFFECTS = ("file", "store")
 _EFFECT_COLUMNS = (".g", ".g_se", "precalc_g", "precalc_g_se")
+#: Columns written from the records (the rest of an imported file's come from moderators).
+_MODELLED = {"study", ".id", *MODEL_OF, *_BASELINE,
+             *(c for cols in _STAT_MAP.values() for c in cols)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,10 @@ def export_metapsy(
         raise ValidationError(f"effects must be one of {', '.join(EXPORT_EFFECTS)}, "
                               f"not {effects!r}")  # fmt: skip
     with _connect(database) as conn:
-        frame, name, left_out, imported = _export_frame(conn, review, sign, effects)
-    write_metapsy(frame, path)
+        frame, name, left_out, from_file = _export_frame(conn, review, sign, effects)
+    frame.to_csv(path, sep=";", index=False, na_rep="NA")  # cells as text (_as_text)
     return MetapsyExport(path=str(path), review=name, rows=len(frame), left_out=left_out,
-                         sign=sign, effects=effects if imported else "store")  # fmt: skip
+                         sign=sign, effects=effects if from_file else "store")  # fmt: skip
 
 
 def _export_frame(conn: sa.Connection, review: str | None, sign: str, effects: str):
@@ -176,9 +179,14 @@ def _export_frame(conn: sa.Connection, review: str | None, sign: str, effects: s
     keep = _EFFECT_COLUMNS if effects == "store" else ()
     imported = _export_moderators(conn, rid, db, out, keep)
     layout = layout_of(codebook)
-    if layout is not None:
+    if layout is not None:  # a column the file had empty on every loaded row: empty again
+        for col in set(out.columns) - imported - _MODELLED - set(keep):
+            out[col] = None
         out = _in_layout(out, db, layout, keep)
-    return _as_text(out), name, left_out, ".g" in imported
+    out = _as_text(out)
+    for col in layout.get("blank", ()) if layout is not None else ():
+        out[col] = out[col].astype(object).where(out[col].notna(), "")
+    return out, name, left_out, layout is not None
 
 
 def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any],
@@ -199,12 +207,11 @@ def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any],
 
 
 def _as_text(out: pd.DataFrame) -> pd.DataFrame:
-    """Numbers outside the standard's numeric columns in the decimal-comma format, and every
-    text cell guarded against spreadsheet formula injection."""
+    """Every cell as the Metapsy standard writes it: numbers in the decimal-comma format,
+    text guarded against spreadsheet formula injection, missing as None."""
     for col in out.columns:
-        if col in NUMERIC_COLUMNS:
-            out[col] = out[col].astype(float)
-        elif pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+        if col in NUMERIC_COLUMNS or (pd.api.types.is_numeric_dtype(out[col])
+                                      and not pd.api.types.is_bool_dtype(out[col])):  # fmt: skip
             out[col] = [_fmt(float(x)) for x in out[col].to_numpy(dtype=float, na_value=np.nan)]
         else:
             out[col] = out[col].map(lambda x: _fmt(x) if isinstance(x, float) else neutralise(x))

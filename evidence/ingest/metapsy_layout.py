@@ -9,9 +9,9 @@ lossless):
 - a statistics column the model holds on some rows only (the means of a row whose effect size
   comes from change scores, events or ``precalc_g``) keeps its other values in a moderator
   described ``Metapsy column mean_arm1, where the results do not hold it``;
-- the file's column order, whether it began with R's unnamed row-name column, and the order
-  of its rows (as study and result keys) are the :data:`LAYOUT` record in the description of
-  the codebook's results sheet.
+- the file's column order, whether it began with R's unnamed row-name column, the columns
+  whose missing cells it writes as blanks, and the order of its rows (as study and result
+  keys) are the :data:`LAYOUT` record in the description of the codebook's results sheet.
 
 Risk of bias (:func:`rob_sheet`): Metapsy's ``rob`` column, and domain columns such as
 ``d1``..``d5`` or ``rob_domain1``.., become the ``risk_of_bias`` sheet (tool ``metapsy-rob``),
@@ -146,10 +146,13 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def layout_text(columns: tuple[str, ...], row_names: bool, rows: pd.DataFrame) -> str:
-    """The layout record of a file: its columns, row-name column and row order (keys)."""
+def layout_text(mf: Any, rows: pd.DataFrame) -> str:
+    """The layout record of a read file (:class:`~evidence.ingest.metapsy.MetapsyFile`): its
+    columns, its row-name column, the columns it leaves blank rather than ``NA``, and its row
+    order (as study and result keys of the loaded *rows*)."""
     order = [[str(s).strip(), k] for s, k in zip(rows["study"], rows["result_key"], strict=True)]
-    record = {"columns": list(columns), "row_names": bool(row_names), "rows": order}
+    record = {"columns": list(mf.columns), "row_names": bool(mf.row_names),
+              "blank": list(mf.blank_columns), "rows": order}  # fmt: skip
     return LAYOUT + json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -690,7 +690,7 @@ def _extras(mf, sheets: dict[str, pd.DataFrame], rows: pd.DataFrame, direction: 
     if rob is not None:
         rob = rob[rob["study_key"].isin(set(sheets["studies"]["study_key"]))]
         sheets["risk_of_bias"] = rob.reset_index(drop=True)
-    return _Extras(layout_text(mf.columns, mf.row_names, rows), text, from_file, note)
+    return _Extras(layout_text(mf, rows), text, from_file, note)
 
 
 _DIRECTION_TEXT = {
