@@ -8,13 +8,14 @@ read here with pandas as text, independently of the importer.
 
 from __future__ import annotations
 
-import sqlite3
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from _metapsy import DATA, needs_data
+from scipy.special import gammaln
 from typer.testing import CliRunner
 
 from evidence.cli import app
@@ -115,7 +116,8 @@ def _round_trip(url: str, tmp_path: Path, path: Path, direction: str, options: d
 
 
 @needs_data
-def test_reimporting_an_export_changes_nothing(url: str, tmp_path: Path) -> None:
+def test_reimporting_an_export_changes_nothing(migrated_db_url: str, tmp_path: Path) -> None:
+    url = migrated_db_url
     name, direction, options = RELEASES[0]
     import_metapsy(DATA / name, direction=direction, database=url, **options)
     out = tmp_path / "peer-support__v23.0.3.csv"
@@ -126,7 +128,8 @@ def test_reimporting_an_export_changes_nothing(url: str, tmp_path: Path) -> None
 
 
 @needs_data
-def test_effect_source_file_makes_views_pool_the_files_g(url: str) -> None:
+def test_effect_source_file_makes_views_pool_the_files_g(migrated_db_url: str) -> None:
+    url = migrated_db_url
     name, direction, options = RELEASES[0]
     result = import_metapsy(DATA / name, direction=direction, database=url,
                             effect_source="file", **options)  # fmt: skip
@@ -144,10 +147,10 @@ def test_effect_source_file_makes_views_pool_the_files_g(url: str) -> None:
         fit = fit_view(engine, "overall").fit
         assert float(fit.beta[0]) == pytest.approx(float(expected.beta[0]), abs=1e-8)
         assert float(fit.se[0]) == pytest.approx(float(expected.se[0]), abs=1e-8)
+        with engine.connect() as conn:
+            codebook = conn.exec_driver_sql("SELECT codebook FROM review").scalar()
     finally:
         engine.dispose()
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        codebook = conn.execute("SELECT codebook FROM review").fetchone()[0]
     assert "the file's .g and .g_se squared (56 rows" in codebook
 
 
@@ -183,32 +186,37 @@ def _rob_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.filterwarnings("ignore:Few clusters")  # the CHE row of a five-study suite
-def test_rob_feeds_the_low_risk_of_bias_sensitivity_analysis(url: str, tmp_path: Path):
-    result = import_metapsy(_rob_file(tmp_path), direction="lower", database=url)
+def test_rob_feeds_the_low_risk_of_bias_sensitivity_analysis(migrated_db_url: str,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    engine = get_engine(migrated_db_url)
+    result = import_metapsy(_rob_file(tmp_path), direction="lower", database=engine)
     assert "risk of bias (tool metapsy-rob) of 5 studies: overall from rob" in str(result)
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        rob = dict(conn.execute(
-            "SELECT s.study_key, b.judgement FROM risk_of_bias b JOIN study s ON s.id = "
-            "b.study_id WHERE b.tool = 'metapsy-rob' AND b.domain = 'overall'"))  # fmt: skip
-    assert rob == {"A, 2001": "low", "B, 2002": "low", "C, 2003": "high",
-                   "D, 2004": "some concerns", "E, 2005": "some concerns"}  # fmt: skip
-    engine = get_engine(url)
     try:
+        with engine.connect() as conn:
+            sql = (
+                "SELECT s.study_key, b.judgement FROM risk_of_bias b JOIN study s ON "
+                "s.id = b.study_id WHERE b.tool = 'metapsy-rob' AND b.domain = 'overall'"
+            )
+            rob = dict(conn.exec_driver_sql(sql).all())
+        assert rob == {"A, 2001": "low", "B, 2002": "low", "C, 2003": "high",
+                       "D, 2004": "some concerns", "E, 2005": "some concerns"}  # fmt: skip
         create_view(engine, "overall", "", model="rma")
         suite = view_sensitivity(fit_view(engine, "overall"))
     finally:
         engine.dispose()
     row = suite.row("rob_low")
     assert (row.k, row.studies) == (2, 2) and not np.isnan(row.g)
-    # the two low-risk studies alone, pooled independently (Hedges' g, lower is better)
-    from evidence.stats.escalc import escalc
+    # the two low-risk studies alone: Hedges' g with the exact correction (textbook formula,
+    # lower is better, so arm 1's lower mean is a positive improvement) pooled by REML
+    df = 58
+    j = math.exp(gammaln(df / 2) - math.log(math.sqrt(df / 2)) - gammaln((df - 1) / 2))
+    g = np.array([j * (14 - m) / math.sqrt((29 * 25 + 29 * 36) / df) for m in (10, 11)])
+    assert row.g == pytest.approx(float(rma(g, 2 / 30 + g**2 / 120).beta[0]), abs=1e-10)
 
-    es = escalc("SMD", m1i=[10, 11], sd1i=[5, 5], n1i=[30, 30], m2i=[14, 14], sd2i=[6, 6],
-                n2i=[30, 30])  # fmt: skip
-    assert row.g == pytest.approx(-float(rma(es.yi, es.vi).beta[0]), abs=1e-10)
 
-
-def test_export_guards_formula_text_and_reimport_restores_it(url: str, tmp_path: Path):
+def test_export_guards_formula_text_and_reimport_restores_it(migrated_db_url: str,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    url = migrated_db_url
     path = _rob_file(tmp_path)
     import_metapsy(path, direction="lower", database=url)
     out = tmp_path / "rob-demo__v1.0.0-export.csv"
