@@ -57,13 +57,14 @@ def _number(cells: pd.Series) -> pd.Series:
 
 def _differences(original: pd.DataFrame, exported: pd.DataFrame) -> dict[str, int]:
     """Cells that differ: text identical (up to surrounding blanks, which the coding-sheet
-    reader strips), numbers of the standard's numeric columns equal as numbers."""
+    reader strips), numbers of the standard's numeric columns equal as numbers (and ``NR``,
+    not reported, where the file has it)."""
     out = {}
     for col in original.columns:
         a, b = original[col].str.strip(), exported[col].str.strip()
         if col in NUMERIC_COLUMNS:
             x, y = _number(a), _number(b)
-            bad = ~((x == y) | (x.isna() & y.isna()))
+            bad = ~((x == y) | (x.isna() & y.isna())) | (a.eq("NR") != b.eq("NR"))
         else:
             bad = a != b
         if bad.any():

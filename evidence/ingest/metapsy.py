@@ -137,6 +137,8 @@ class MetapsyFile:
         Whether the file begins with an unnamed row-name column (R's ``write.csv2``).
     blank_columns
         The columns whose missing cells the file writes as blanks rather than ``NA``.
+    not_reported_cells
+        (file row, column) of every numeric cell coded ``NR``.
     """
 
     frame: pd.DataFrame = field(repr=False)
@@ -148,6 +150,7 @@ class MetapsyFile:
     columns: tuple[str, ...] = ()
     row_names: bool = False
     blank_columns: tuple[str, ...] = ()
+    not_reported_cells: tuple[tuple[int, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -402,6 +405,10 @@ def read_metapsy(
         columns=tuple(raw.columns),
         blank_columns=tuple(c for c in raw.columns
                             if raw[c].eq("").any() and not raw[c].isna().any()),  # fmt: skip
+        not_reported_cells=tuple(
+            (int(i) + 2, c) for c in raw.columns if c in NUMERIC_COLUMNS
+            for i in np.flatnonzero(raw[c].astype("string").str.strip().eq("NR").fillna(False))
+        ),  # fmt: skip
         row_names=row_names,
     )
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from evidence.db.models import metadata
 from evidence.errors import NotFoundError, ValidationError
-from evidence.ingest.metapsy import NUMERIC_COLUMNS, _fmt
-from evidence.ingest.metapsy_layout import MODEL_OF, REST_TEXT, layout_of, neutralise
+from evidence.ingest.metapsy import _fmt
+from evidence.ingest.metapsy_layout import MODEL_OF, NR_TEXT, REST_TEXT, layout_of, neutralise
 from evidence.ingest.metapsy_store import (
     _BASELINE,
     _FORMULA_TYPE,
@@ -210,12 +210,19 @@ def _as_text(out: pd.DataFrame) -> pd.DataFrame:
     """Every cell as the Metapsy standard writes it: numbers in the decimal-comma format,
     text guarded against spreadsheet formula injection, missing as None."""
     for col in out.columns:
-        if col in NUMERIC_COLUMNS or (pd.api.types.is_numeric_dtype(out[col])
-                                      and not pd.api.types.is_bool_dtype(out[col])):  # fmt: skip
+        if pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
             out[col] = [_fmt(float(x)) for x in out[col].to_numpy(dtype=float, na_value=np.nan)]
         else:
-            out[col] = out[col].map(lambda x: _fmt(x) if isinstance(x, float) else neutralise(x))
+            out[col] = out[col].map(_cell_text)
     return out
+
+
+def _cell_text(x: Any) -> str | None:
+    if x is None or isinstance(x, bool):
+        return None if x is None else str(x)
+    if isinstance(x, int | float | np.number):
+        return _fmt(float(x))
+    return neutralise(x) if isinstance(x, str) else str(x)
 
 
 def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.DataFrame,
@@ -230,13 +237,14 @@ def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.
     mods = conn.execute(sa.select(m.c.id, m.c.name, m.c.level, m.c.description)
                         .where(m.c.review_id == rid).order_by(m.c.id)).all()  # fmt: skip
     written: set[str] = set()
-    for mod in mods:
-        column, rest, imported = mod.name, False, False
+    not_reported = [mod for mod in mods if (mod.description or "").endswith(NR_TEXT)]
+    for mod in [mod for mod in mods if mod not in not_reported] + not_reported:
+        column, rest, imported, nr = mod.name, False, False, False
         described = mod.description or ""
         if described.startswith("Metapsy column "):
             column, imported = described.removeprefix("Metapsy column "), True
-            rest = column.endswith(REST_TEXT)
-            column = column.removesuffix(REST_TEXT)
+            rest, nr = column.endswith(REST_TEXT), column.endswith(NR_TEXT)
+            column = column.removesuffix(REST_TEXT).removesuffix(NR_TEXT)
         if mod.level == "arm" or column in keep or (column in out.columns and not imported):
             continue
         values = conn.execute(
@@ -250,6 +258,8 @@ def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.
         column_values = db[ids].map(dict(zip(frame[ids], value, strict=True)))
         if rest and column in out.columns:
             column_values = out[column].where(out[column].notna(), column_values)
+        elif nr and column in out.columns:  # NR where the file had it, after the numbers
+            column_values = out[column].astype(object).where(column_values.isna(), "NR")
         out[column] = column_values
         written |= {column} if imported else set()
     return written

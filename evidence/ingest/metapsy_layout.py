@@ -9,6 +9,8 @@ lossless):
 - a statistics column the model holds on some rows only (the means of a row whose effect size
   comes from change scores, events or ``precalc_g``) keeps its other values in a moderator
   described ``Metapsy column mean_arm1, where the results do not hold it``;
+- numeric cells coded ``NR`` (not reported; read as missing) are a text moderator described
+  ``Metapsy column baseline_m_arm1, cells coded NR``;
 - the file's column order, whether it began with R's unnamed row-name column, the columns
   whose missing cells it writes as blanks, and the order of its rows (as study and result
   keys) are the :data:`LAYOUT` record in the description of the codebook's results sheet.
@@ -38,6 +40,9 @@ __all__ = [
     "LAYOUT",
     "REST",
     "REST_TEXT",
+    "NR",
+    "NR_TEXT",
+    "with_not_reported",
     "exact_numeric",
     "file_effects",
     "layout_of",
@@ -54,6 +59,10 @@ __all__ = [
 REST = "\x1frest:"
 #: How a moderator's description ends when it holds the rest of a statistics column.
 REST_TEXT = ", where the results do not hold it"
+#: Prefix of the frame columns marking a numeric column's cells coded ``NR`` (not reported),
+#: and how such a moderator's description ends.
+NR = "\x1fnr:"
+NR_TEXT = ", cells coded NR"
 #: How the layout record begins in the results sheet's description.
 LAYOUT = "Metapsy layout: "
 _INJECTION = ("=", "+", "-", "@", "\t", "\r")
@@ -65,6 +74,16 @@ def with_residuals(frame: pd.DataFrame, held: dict[str, np.ndarray]) -> pd.DataF
     values on the rows where *held* is False (the model does not hold them there)."""
     extra = {REST + col: frame[col].where(~mask) for col, mask in held.items()
              if col in frame.columns}  # fmt: skip
+    return frame.assign(**extra) if extra else frame
+
+
+def with_not_reported(frame: pd.DataFrame, cells: tuple[tuple[int, str], ...]) -> pd.DataFrame:
+    """*frame* plus, for each numeric column with cells coded ``NR`` (read as missing), a
+    twin ``NR + column`` holding ``"NR"`` on those rows (by ``file_row``)."""
+    extra = {}
+    for column in dict.fromkeys(c for _, c in cells):
+        rows = {r for r, c in cells if c == column}
+        extra[NR + column] = frame["file_row"].map(lambda r, rows=rows: "NR" if r in rows else None)
     return frame.assign(**extra) if extra else frame
 
 

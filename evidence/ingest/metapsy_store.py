@@ -85,6 +85,8 @@ from evidence.ingest.metapsy import (
     read_metapsy,
 )
 from evidence.ingest.metapsy_layout import (
+    NR,
+    NR_TEXT,
     REST,
     REST_TEXT,
     exact_numeric,
@@ -92,6 +94,7 @@ from evidence.ingest.metapsy_layout import (
     layout_text,
     rob_sheet,
     verbatim_columns,
+    with_not_reported,
     with_residuals,
 )
 
@@ -205,10 +208,10 @@ def _moderators(frame: pd.DataFrame, loaded: np.ndarray | None = None) -> list[_
     taken: set[str] = set()
     modelled = {c for cols in _STAT_MAP.values() for c in cols} | set(_BASELINE)
     for col in frame.columns:
-        column = col.removeprefix(REST)
+        column = col.removeprefix(REST).removeprefix(NR)
         if col == column and (col in _STRUCTURE or col in modelled):
             continue
-        name = _moderator_name(column)
+        name = _moderator_name(column) + ("_nr" if col.startswith(NR) else "")
         if name in _RESERVED or name in _CORE_STUDY:
             name = f"metapsy_{name}"
         base, k = name, 2
@@ -229,6 +232,8 @@ def _moderators(frame: pd.DataFrame, loaded: np.ndarray | None = None) -> list[_
 def _described(column: str) -> str:
     if column.startswith(REST):
         return f"Metapsy column {column.removeprefix(REST)}{REST_TEXT}"
+    if column.startswith(NR):
+        return f"Metapsy column {column.removeprefix(NR)}{NR_TEXT}"
     return f"Metapsy column {column}"
 
 
@@ -618,7 +623,7 @@ def import_metapsy(
         raise ValidationError(f"{file}: effect_source 'file' pools the file's .g and .g_se, "
                               "but the file has no .g column")  # fmt: skip
     held, loaded = _held(frame, effect_source)
-    frame = with_residuals(frame, held)
+    frame = with_not_reported(with_residuals(frame, held), mf.not_reported_cells)
     mods = _moderators(frame, loaded)
     sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
                                             file=file, moderators=mods)  # fmt: skip
