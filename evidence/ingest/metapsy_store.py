@@ -28,11 +28,20 @@ Mapping
   Baseline means and SDs are kept. Rows without any effect data carry no effect size and are
   left out (counted in the report). The result key is built from the row's content
   (outcome, time, arms), so a row keeps its key across releases however the file is sorted.
-- moderators: every other column of the file (not Metapsy's computed ``.``-columns and not
-  the row id ``.id``), at study level when it is constant within every study, else at effect
-  level; numeric when every value is a number, else text. A column whose name is a data-model
-  column (``doi``, ``design``, ...) becomes ``metapsy_<name>``. The moderator's description
-  names its column, so an export restores it.
+- moderators: every other column of the file (Metapsy's computed ``.``-columns such as
+  ``.g`` included; not the row id ``.id``, kept as the result's notes), at study level when
+  it is constant within the loaded rows of every study, else at effect level; numeric when
+  every value is a number written back as the same text, else text. A column whose name is
+  a data-model column (``doi``, ``design``, ...) becomes ``metapsy_<name>``. The moderator's
+  description names its column, so an export restores it. The import is lossless
+  (:mod:`~evidence.ingest.metapsy_layout`): the statistics a result does not hold, mapped
+  columns the records do not give back and ``NR`` cells are moderators too, and the file's
+  layout (columns, row order) is recorded with the codebook;
+  :func:`~evidence.ingest.metapsy_export.export_metapsy` writes the file back.
+- risk of bias: ``rob`` (and RoB domain columns) become the ``risk_of_bias`` sheet
+  (:func:`~evidence.ingest.metapsy_layout.rob_sheet`).
+- ``effect_source="file"``: the stored effect sizes are the file's ``.g`` and ``.g_se``
+  squared, oriented as ``precalc_g`` (below), instead of the store's computed g.
 
 Direction (``direction``, recorded on every outcome and in the review's description)
 -----------------------------------------------------------------------------------
@@ -539,7 +548,8 @@ class MetapsyImport:
         if self.risk_of_bias:
             lines.append(self.risk_of_bias)
         if self.comparison is not None:
-            lines.append("effect sizes computed by the store against the file's .g/.g_se:")
+            who = "computed by the store" if self.effect_source == "computed" else "stored"
+            lines.append(f"effect sizes {who} against the file's .g/.g_se:")
             lines.append(str(self.comparison))
         return "\n".join(lines)
 
