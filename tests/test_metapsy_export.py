@@ -72,8 +72,7 @@ def _differences(original: pd.DataFrame, exported: pd.DataFrame) -> dict[str, in
     return out
 
 
-#: Every other release that imports (rows without effect data, as suicide's 102 ideation
-#: rows with only ns, are left out of the store and so of the export).
+#: Every other release that imports (suicide: 102 ideation rows without effect data).
 MORE = ["bodily-distress-psyctr__v25.0.1", "ed-digital-psyctr__v26.0.2", "ed-psyctr__v25.0.0",
         "ocd-psyctr__v24.0.1", "psychosis-psyctr__v23.1.4", "ptsd-mdmactr__v26.0.1",
         "ptsd-psyctr__v23.0.3", "sad-psyctr__v24.0.1", "suicide-psyctr__v23.1.1",
@@ -103,8 +102,9 @@ def _round_trip(url: str, tmp_path: Path, path: Path, direction: str, options: d
     report = export_metapsy(out, database=url)
     original, exported = _text(path), _text(out).map(restore)  # guarded text read back
     assert list(exported.columns) == list(original.columns)  # same columns, same order
-    gone = set(result.skipped) | set(result.no_effect_data)  # rows the store cannot hold
-    kept = original[[row + 2 not in gone for row in range(len(original))]]
+    # every row but those refused as invalid (skip_invalid); rows without effect data, which
+    # the store cannot hold as results, are kept with the file's layout and come back too
+    kept = original[[row + 2 not in set(result.skipped) for row in range(len(original))]]
     if options.get("repair_text"):
         kept = kept.map(lambda v: unmojibake(v) or v)
     kept = kept.drop(columns="", errors="ignore").reset_index(drop=True)

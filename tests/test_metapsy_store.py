@@ -165,7 +165,8 @@ def test_export_writes_the_standard_and_reimports_to_no_change(url: str, tmp_pat
     import_metapsy(path, direction="lower", database=url)
     out = tmp_path / "export__v1.0.0.csv"
     report = export_metapsy(out, database=url, sign="metapsy", effects="store")
-    assert report.rows == 5 and report.review == "metapsy_demo_db"
+    # the five results and D's row without effect data, kept with the file's layout
+    assert report.rows == 6 and report.review == "metapsy_demo_db"
     text = out.read_text(encoding="utf-8")
     assert text.splitlines()[0] == HEADER.replace('"', "") and "10,5" in text
     back = read_metapsy(out).frame.set_index(["study", "time", "outcome_type"])
@@ -227,7 +228,7 @@ def test_cli_import_and_export(url: str, tmp_path: Path) -> None:
     assert res.exit_code == 0 and "no changes" in res.output
     out = tmp_path / "out.csv"
     res = runner.invoke(app, ["export", "metapsy", "-o", str(out), "--url", url])
-    assert res.exit_code == 0 and "wrote 5 rows" in res.output and out.is_file()
+    assert res.exit_code == 0 and "wrote 6 rows" in res.output and out.is_file()
     bad = _write(tmp_path, [ROWS[0].replace(";5;30;", ";0;30;")], "bad__v1.csv")
     res = runner.invoke(app, ["import", "metapsy", str(bad), "--direction", "lower", "-d", url])
     assert res.exit_code == 2 and "sd_arm1 > 0" in res.output and "Traceback" not in res.output

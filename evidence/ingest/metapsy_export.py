@@ -191,16 +191,22 @@ def _export_frame(conn: sa.Connection, review: str | None, sign: str, effects: s
 
 def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any],
                store: tuple[str, ...]) -> pd.DataFrame:  # fmt: skip
-    """*out* with the imported file's columns in its order and its rows in its order (rows
-    the file did not have, added to the review since, at the end); the *store* columns
-    (the stored effect sizes) are added at the end when the file had none."""
-    position = {(s, k): i for i, (s, k) in enumerate(layout["rows"])}
+    """*out* with the imported file's columns in its order and its rows in its order, the
+    rows the store could not hold (no effect data) back in their places (rows the file did
+    not have, added to the review since, at the end); the *store* columns (the stored effect
+    sizes) are added at the end when the file had none."""
+    entries = layout["rows"]
+    position = {tuple(e): i for i, e in enumerate(entries) if isinstance(e, list)}
     keys = zip(db["study_key"], db["result_key"], strict=True)
-    rank = np.array([position.get(key, len(position)) for key in keys], dtype=float)
-    order = np.lexsort((db["result_key"].to_numpy(dtype=str), db["study_key"].to_numpy(dtype=str),
-                        rank))  # fmt: skip
+    loaded = out.assign(_at=[position.get(key, len(entries)) for key in keys],
+                        _study=db["study_key"], _key=db["result_key"])  # fmt: skip
+    kept = [(i, e["cells"]) for i, e in enumerate(entries) if isinstance(e, dict)]
+    unloaded = pd.DataFrame([cells for _, cells in kept], dtype=object).assign(
+        _at=[i for i, _ in kept], _study="", _key="")  # fmt: skip
+    out = pd.concat([loaded, unloaded], ignore_index=True) if kept else loaded
+    out = out.sort_values(["_at", "_study", "_key"], kind="stable")
     columns = layout["columns"] + [c for c in store[:2] if c not in layout["columns"]]
-    out = out.iloc[order].reset_index(drop=True).reindex(columns=columns)
+    out = out.reset_index(drop=True).reindex(columns=columns)
     if layout.get("row_names"):
         out.insert(0, "", [str(i) for i in range(1, len(out) + 1)])
     return out

@@ -165,14 +165,34 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def layout_text(mf: Any, rows: pd.DataFrame) -> str:
+def layout_text(mf: Any, rows: pd.DataFrame, left_out: np.ndarray) -> str:
     """The layout record of a read file (:class:`~evidence.ingest.metapsy.MetapsyFile`): its
-    columns, its row-name column, the columns it leaves blank rather than ``NA``, and its row
-    order (as study and result keys of the loaded *rows*)."""
-    order = [[str(s).strip(), k] for s, k in zip(rows["study"], rows["result_key"], strict=True)]
-    record = {"columns": list(mf.columns), "row_names": bool(mf.row_names),
-              "blank": list(mf.blank_columns), "rows": order}  # fmt: skip
+    columns, its row-name column, the columns it leaves blank rather than ``NA``, and its rows
+    in order: a loaded row as its study and result keys, a row *left out* (file rows of rows
+    without effect data, which the data model cannot hold) as its cells."""
+    entries: dict[int, Any] = {
+        int(r): [str(s).strip(), k]
+        for r, s, k in zip(rows["file_row"], rows["study"], rows["result_key"], strict=True)
+    }
+    nr = set(mf.not_reported_cells)
+    unloaded = mf.frame[mf.frame["file_row"].isin(set(left_out))]
+    for record in unloaded.to_dict(orient="records"):
+        row = int(record["file_row"])
+        entries[row] = {"cells": {c: "NR" if (row, c) in nr else _text(record.get(c))
+                                  for c in mf.columns}}  # fmt: skip
+    record = {
+        "columns": list(mf.columns),
+        "row_names": bool(mf.row_names),
+        "blank": list(mf.blank_columns),
+        "rows": [entries[r] for r in sorted(entries)],
+    }
     return LAYOUT + json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, float):
+        return _fmt(value)
+    return str(value) if present(value) else None
 
 
 def layout_of(codebook_json: str | None) -> dict[str, Any] | None:

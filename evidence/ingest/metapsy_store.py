@@ -637,7 +637,7 @@ def import_metapsy(
     mods = _moderators(frame, loaded)
     sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
                                             file=file, moderators=mods)  # fmt: skip
-    extras = _extras(mf, sheets, rows, direction, used_sign, effect_source, mods)
+    extras = _extras(mf, sheets, rows, left_out, direction, used_sign, effect_source, mods)
     sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
@@ -676,8 +676,9 @@ class _Extras:
     rob_note: str
 
 
-def _extras(mf, sheets: dict[str, pd.DataFrame], rows: pd.DataFrame, direction: str,
-            sign: str, effect_source: str, mods: list[_Moderator]) -> _Extras:  # fmt: skip
+def _extras(mf, sheets: dict[str, pd.DataFrame], rows: pd.DataFrame, left_out: np.ndarray,
+            direction: str, sign: str, effect_source: str,
+            mods: list[_Moderator]) -> _Extras:  # fmt: skip
     """What the import adds to the sheets (module :mod:`~evidence.ingest.metapsy_layout`):
     the file's effect sizes (``effect_source="file"``), the risk-of-bias sheet, the layout."""
     from_file = 0
@@ -705,7 +706,7 @@ def _extras(mf, sheets: dict[str, pd.DataFrame], rows: pd.DataFrame, direction: 
     if rob is not None:
         rob = rob[rob["study_key"].isin(set(sheets["studies"]["study_key"]))]
         sheets["risk_of_bias"] = rob.reset_index(drop=True)
-    return _Extras(layout_text(mf, rows), text, from_file, note)
+    return _Extras(layout_text(mf, rows, left_out), text, from_file, note)
 
 
 _DIRECTION_TEXT = {
