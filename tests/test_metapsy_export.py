@@ -155,6 +155,31 @@ def test_effect_source_file_makes_views_pool_the_files_g(migrated_db_url: str) -
     assert "the file's .g and .g_se squared (56 rows" in codebook
 
 
+def test_effect_source_file_orients_g_by_direction_as_precalc_g(url: str, tmp_path: Path):
+    path = tmp_path / "oriented__v1.csv"
+    path.write_text(
+        "study;outcome_type;instrument;mean_arm1;sd_arm1;n_arm1;mean_arm2;sd_arm2;n_arm2;"
+        "event_arm1;totaln_arm1;event_arm2;totaln_arm2;.g;.g_se\n"
+        '"A, 2001";"msd";"BDI";10;5;30;14;6;30;NA;NA;NA;NA;-0,71;0,27\n'
+        '"A, 2001";"remission";"BDI";NA;NA;NA;NA;NA;NA;12;30;5;30;-0,55;0,3\n',
+        encoding="utf-8",
+    )
+    result = import_metapsy(path, direction="lower", sign="metapsy", database=url,
+                            effect_source="file")  # fmt: skip
+    assert result.from_file == 2 and "--effect-source file" in str(result)
+    engine = get_engine(url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT e.yi, e.vi, e.formula FROM effect_size e ORDER BY e.yi").all()  # fmt: skip
+    finally:
+        engine.dispose()
+    # lower is better and .g is Metapsy's convention: a negative .g is an improvement, for
+    # the means and for the events alike, so both are stored as -.g (positive = improvement)
+    assert [(round(y, 12), round(v, 12), f) for y, v, f in stored] == [
+        (0.55, 0.09, "SMD:reported"), (0.71, round(0.27**2, 12), "SMD:reported")]  # fmt: skip
+
+
 def test_effect_source_is_checked(url: str, tmp_path: Path) -> None:
     path = tmp_path / "tiny__v1.csv"
     path.write_text('study;mean_arm1;sd_arm1;n_arm1;mean_arm2;sd_arm2;n_arm2\n'

@@ -251,6 +251,7 @@ _JUDGEMENT = {"low": "low", "low risk": "low", "low risk of bias": "low",
               "moderate": "some concerns", "unclear": "some concerns",
               "high": "high", "high risk": "high", "high risk of bias": "high"}  # fmt: skip
 _RANK = ("low", "some concerns", "high")
+_UNRATED = ("", "NA", "NR")  # no judgement (not reported)
 _CRITERIA = ("sg", "ac", "ba", "itt")  # Cuijpers' four criteria, scored by Metapsy's rob
 _DOMAIN = re.compile(r"^(?:rob_?d|rob_domain|d|domain[ ._]?)([1-9])$", re.IGNORECASE)
 
@@ -280,8 +281,10 @@ def rob_sheet(frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
     Metapsy's score of the four criteria ``sg``, ``ac``, ``ba``, ``itt`` (the file has those
     columns): 4 criteria met is ``low``, 2 or 3 ``some concerns``, 0 or 1 ``high``; else a
     column named ``overall_rob`` or ``overall`` holding judgements. Domains ``D1``.. from
-    columns ``d1``, ``rob_d1``, ``rob_domain1``, ``domain 1``... holding judgements. A study
-    rated differently on two rows gets its worst rating. The support column quotes the cell.
+    columns ``d1``, ``rob_d1``, ``rob_domain1``, ``domain 1``... holding judgements (an ``NR``
+    cell is not rated). A study rated differently on two rows gets its worst rating. The
+    support column quotes the cell. A numeric ``rob`` without the four criteria columns
+    (peer-support's 0/3, psychosis' 0/1) codes nothing the file defines: not read.
     """
     cols = {c.lower(): c for c in frame.columns if isinstance(c, str)}
     candidates: list[tuple[str, str, Any]] = []  # (domain, column, reader)
@@ -319,7 +322,7 @@ def rob_sheet(frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
 
 
 def _reads(values: pd.Series, read) -> bool:
-    present = values[values.map(lambda v: isinstance(v, str) and v.strip() not in ("", "NA"))]
+    present = values[values.map(lambda v: isinstance(v, str) and v.strip() not in _UNRATED)]
     return len(present) > 0 and bool(present.map(read).notna().all())
 
 
