@@ -21,7 +21,8 @@ from evidence.cli import app
 from evidence.db.migrate import upgrade
 from evidence.errors import ValidationError
 from evidence.ingest.metapsy import read_metapsy
-from evidence.ingest.metapsy_store import export_metapsy, import_metapsy, review_name
+from evidence.ingest.metapsy_export import export_metapsy
+from evidence.ingest.metapsy_store import import_metapsy, review_name
 
 HEADER = ('"";"study";"outcome_type";"instrument";"time";"time_weeks";"condition_arm1";'
           '"condition_arm2";"multi_arm1";"multi_arm2";"mean_arm1";"sd_arm1";"n_arm1";'
@@ -136,8 +137,11 @@ def test_moderators_are_generated_at_the_right_level(url: str, tmp_path: Path) -
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         mods = dict(conn.execute("SELECT name, level || ':' || type FROM moderator"))
         country = dict(conn.execute("SELECT study_key, country FROM study"))
+    # every column the data model does not hold is kept, the computed .g columns included
     assert mods == {"format": "study:text", "rob": "effect:numeric",
-                    "percent_women": "study:numeric"}  # fmt: skip
+                    "percent_women": "study:numeric", "outcome_type": "effect:text",
+                    "g": "effect:numeric", "g_se": "effect:numeric",
+                    "precalc_g": "study:numeric", "precalc_g_se": "study:numeric"}  # fmt: skip
     assert country == {"A, 2010": "US", "B, 2015": "DE", "C, 2019": "NL"}
 
 
@@ -163,19 +167,22 @@ def test_export_writes_the_standard_and_reimports_to_no_change(url: str, tmp_pat
     path = _write(tmp_path, rows)
     import_metapsy(path, direction="lower", database=url)
     out = tmp_path / "export__v1.0.0.csv"
-    report = export_metapsy(out, database=url, sign="metapsy")
-    assert report.rows == 5 and report.review == "metapsy_demo_db"
+    report = export_metapsy(out, database=url, sign="metapsy", effects="store")
+    # the five results and D's row without effect data, kept with the file's layout
+    assert report.rows == 6 and report.review == "metapsy_demo_db"
     text = out.read_text(encoding="utf-8")
-    assert text.splitlines()[0].startswith("study;") and "10,5" in text
+    assert text.splitlines()[0] == HEADER.replace('"', "") and "10,5" in text
     back = read_metapsy(out).frame.set_index(["study", "time", "outcome_type"])
     stored = _stored(url)
     g_post = back.loc[("A, 2010", "post", "msd")]
     assert g_post[".g"] == pytest.approx(-stored[("A, 2010", "post")][0], rel=1e-15)
     assert g_post["mean_arm1"] == 10.5 and g_post["n_arm2"] == 32 and g_post["rob"] == "2"
-    assert back.loc[("C, 2019", "post", "precalc"), "precalc_g"] == pytest.approx(-0.4)
-    assert back.loc[("B, 2015", "post", "dich"), "totaln_arm2"] == 41
+    assert back.loc[("C, 2019", "post", "other stat"), "precalc_g"] == pytest.approx(-0.4)
+    assert back.loc[("B, 2015", "post", "response"), "totaln_arm2"] == 41
     assert (back["format"].dropna() != "").all() and "percent_women" in back.columns
-    again = import_metapsy(out, direction="lower", database=url, review="metapsy_demo_db")
+    lossless = tmp_path / "lossless__v1.0.0.csv"
+    export_metapsy(lossless, database=url)  # the file's own .g: the import reads it back
+    again = import_metapsy(lossless, direction="lower", database=url, review="metapsy_demo_db")
     assert not again.ingest.changed
 
 
@@ -224,7 +231,7 @@ def test_cli_import_and_export(url: str, tmp_path: Path) -> None:
     assert res.exit_code == 0 and "no changes" in res.output
     out = tmp_path / "out.csv"
     res = runner.invoke(app, ["export", "metapsy", "-o", str(out), "--url", url])
-    assert res.exit_code == 0 and "wrote 5 rows" in res.output and out.is_file()
+    assert res.exit_code == 0 and "wrote 6 rows" in res.output and out.is_file()
     bad = _write(tmp_path, [ROWS[0].replace(";5;30;", ";0;30;")], "bad__v1.csv")
     res = runner.invoke(app, ["import", "metapsy", str(bad), "--direction", "lower", "-d", url])
     assert res.exit_code == 2 and "sd_arm1 > 0" in res.output and "Traceback" not in res.output

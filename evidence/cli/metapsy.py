@@ -62,8 +62,16 @@ def register(app: typer.Typer) -> None:
             "--author", help="Who makes the change (default: EVIDENCE_AUTHOR, OS user).")] = None,
         message: Annotated[str | None, typer.Option(
             "--message", "-m", help="Why (kept in history).")] = None,
+        effect_source: Annotated[str, typer.Option(
+            "--effect-source", help="What views pool: computed (the store computes g from "
+            "each row's statistics) or file (the file's .g and .g_se, oriented by "
+            "--direction).")] = "computed",
     ) -> None:  # fmt: skip
-        """Load a Metapsy database file into a review; compare the store's g with its .g."""
+        """Load a Metapsy database file (.csv or .xlsx) into a review, every column kept;
+        compare the store's g with its .g.
+
+        Example: evidence import metapsy peer-support__v23.0.3.csv --direction file
+        """
         from evidence.ingest.metapsy_store import import_metapsy
 
         try:
@@ -71,7 +79,7 @@ def register(app: typer.Typer) -> None:
                 path, direction=direction, database=url, review=review, sign=sign,
                 skip_invalid=skip_invalid, repair_text=repair_text, dry_run=dry_run,
                 author=author, message=message, command=_command(ctx), events=events,
-                measure=measure,
+                measure=measure, effect_source=effect_source,
             )  # fmt: skip
         except EvidenceError as error:
             _fail(error, as_json)
@@ -100,13 +108,22 @@ def register(app: typer.Typer) -> None:
             "--sign", help="Orientation of .g and precalc_g: improvement (positive = "
             "improvement, the store's), metapsy (means: arm 1 minus arm 2) or reversed.")]
         = "improvement",
+        effects: Annotated[str, typer.Option(
+            "--effects", help="For a review imported from a Metapsy file: file (default; "
+            ".g, .g_se, precalc_g as the file had them: the file back, cell by cell) or "
+            "store (the stored effect sizes, in the --sign convention).")] = "file",
         as_json: _Json = False,
     ) -> None:  # fmt: skip
-        """Write a review's two-arm results in the Metapsy standard."""
-        from evidence.ingest.metapsy_store import export_metapsy
+        """Write a review's two-arm results in the Metapsy standard (a review imported from
+        a Metapsy file: that file's columns, rows and values).
+
+        Example: evidence export metapsy -o peer-support.csv --review metapsy_peer_support
+        """
+        from evidence.ingest.metapsy_export import export_metapsy
 
         try:
-            result = export_metapsy(output, database=url, review=review, sign=sign)
+            result = export_metapsy(output, database=url, review=review, sign=sign,
+                                    effects=effects)  # fmt: skip
         except EvidenceError as error:
             _fail(error, as_json)
             return

@@ -132,6 +132,14 @@ class MetapsyFile:
     repaired
         Text cells decoded back from mojibake (``repair_text=True``): file row, column,
         the value as read and as repaired.
+    columns
+        The file's columns in their order (without the row-name column).
+    row_names
+        Whether the file begins with an unnamed row-name column (R's ``write.csv2``).
+    blank_columns
+        The columns whose missing cells the file writes as blanks rather than ``NA``.
+    not_reported_cells
+        (file row, column) of every numeric cell coded ``NR``.
     """
 
     frame: pd.DataFrame = field(repr=False)
@@ -140,6 +148,10 @@ class MetapsyFile:
     failures: tuple[dict[str, Any], ...] = ()
     not_reported: int = 0
     repaired: tuple[dict[str, Any], ...] = ()
+    columns: tuple[str, ...] = ()
+    row_names: bool = False
+    blank_columns: tuple[str, ...] = ()
+    not_reported_cells: tuple[tuple[int, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -353,10 +365,12 @@ def read_metapsy(
     if not path.is_file():
         raise NotFoundError(f"Metapsy file {str(path)!r} does not exist.")
     file = path.name
-    raw = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, na_values=["NA"],
-                      encoding="utf-8-sig")  # fmt: skip
+    from evidence.ingest.metapsy_layout import restore  # (imports this module)
+
+    raw = _read_raw(path).map(restore)  # a cell an export guarded against formula injection
     first = raw.columns[0] if len(raw.columns) else None
-    if first is not None and (first == "" or str(first).startswith("Unnamed: 0")):
+    row_names = first is not None and (first == "" or str(first).startswith("Unnamed: 0"))
+    if row_names:
         raw = raw.drop(columns=first)
     groups = {"means": _MEANS, "change": _CHANGE, "events": _EVENTS, "precalc": _PRECALC}
     has_group = any(all(c in raw.columns for c in cols) for cols in groups.values())
@@ -393,7 +407,40 @@ def read_metapsy(
         failures=tuple(failures),
         not_reported=nr,
         repaired=tuple(repairs),
+        columns=tuple(raw.columns),
+        blank_columns=tuple(c for c in raw.columns
+                            if raw[c].eq("").any() and not raw[c].isna().any()),  # fmt: skip
+        not_reported_cells=tuple(
+            (int(i) + 2, c) for c in raw.columns if c in NUMERIC_COLUMNS
+            for i in np.flatnonzero(raw[c].astype("string").str.strip().eq("NR").fillna(False))
+        ),  # fmt: skip
+        row_names=row_names,
     )
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    """The cells of a Metapsy file as text (``NA`` as missing): ``;``-separated text, or the
+    worksheet ``data`` (else the first) of an ``.xlsx`` workbook such as Metapsy's example.
+
+    Workbook rows are indexed by their line (header = 1) so that a blank line keeps the
+    numbering of the rows after it (and is reported as a row without a study).
+    """
+    if path.suffix.lower() == ".xlsx":
+        from evidence.ingest.readers import ROW, read_xlsx_table
+
+        sheet = read_xlsx_table(path, ["data"])
+        lines = sheet.frame.pop(ROW).to_numpy()
+        frame = sheet.frame.set_axis(lines - 2).reindex(range(int(lines.max(initial=1)) - 1))
+        return frame.mask(frame == "NA").reset_index(drop=True)
+    try:
+        return pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, na_values=["NA"],
+                           encoding="utf-8-sig")  # fmt: skip
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"{path.name}: not a Metapsy file: byte {exc.start} cannot be decoded as UTF-8 "
+            f"(a Metapsy file is ;-separated UTF-8 text or an .xlsx workbook)",
+            [_failure(path.name, None, None, None, "UTF-8 text or .xlsx")],
+        ) from None
 
 
 def _esc_g(d: np.ndarray, n1: np.ndarray, n2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ every effect size itself; the report then compares the stored g and SE with the 
 ``.g`` and ``.g_se``. Importing a later release of the same database into the same review is a
 living update: exactly the records that changed are written, and studies or rows that left the
 file are deleted (kept in history): the file is the whole review (the loader's
-``complete=True``). :func:`export_metapsy` writes a review back in the
-Metapsy standard.
+``complete=True``). :func:`~evidence.ingest.metapsy_export.export_metapsy` writes a review back
+in the Metapsy standard.
 
 Mapping
 -------
@@ -30,13 +30,22 @@ Mapping
   ``precalc_g_se`` as a reported effect size (``yi_reported``, ``vi_reported = se^2``).
   Baseline means and SDs are kept. Rows without any effect data carry no effect size and are
   left out (counted in the report). The result key is built from the row's outcome, time
-  and arms, so a row keeps its key across releases however the file is sorted. Metapsy's
-  row label ``.id`` is not stored (each release rebuilds it from the row's content).
-- moderators: every other column of the file (not Metapsy's computed ``.``-columns and not
-  the row id ``.id``), at study level when it is constant within every study, else at effect
-  level; numeric when every value is a number, else text. A column whose name is a data-model
-  column (``doi``, ``design``, ...) becomes ``metapsy_<name>``. The moderator's description
-  names its column, so an export restores it.
+  and arms (never from weeks, n or means: :mod:`~evidence.ingest.metapsy_keys`), so a row
+  keeps its key across releases however the file is sorted.
+- moderators: every other column of the file (Metapsy's computed ``.``-columns such as
+  ``.g`` included; not the row id ``.id``, kept as the result's notes), at study level when
+  it is constant within the loaded rows of every study, else at effect level; numeric when
+  every value is a number written back as the same text, else text. A column whose name is
+  a data-model column (``doi``, ``design``, ...) becomes ``metapsy_<name>``. The moderator's
+  description names its column, so an export restores it. The import is lossless
+  (:mod:`~evidence.ingest.metapsy_layout`): the statistics a result does not hold, mapped
+  columns the records do not give back and ``NR`` cells are moderators too, and the file's
+  layout (columns, row order) is recorded with the codebook;
+  :func:`~evidence.ingest.metapsy_export.export_metapsy` writes the file back.
+- risk of bias: ``rob`` (and RoB domain columns) become the ``risk_of_bias`` sheet
+  (:func:`~evidence.ingest.metapsy_layout.rob_sheet`).
+- ``effect_source="file"``: the stored effect sizes are the file's ``.g`` and ``.g_se``
+  squared, oriented as ``precalc_g`` (below), instead of the store's computed g.
 
 Direction (``direction``, recorded on every outcome and in the review's description)
 -----------------------------------------------------------------------------------
@@ -77,19 +86,16 @@ import sqlalchemy as sa
 
 from evidence.db.engine import get_engine
 from evidence.db.models import metadata
-from evidence.errors import NotFoundError, ValidationError
+from evidence.errors import ValidationError
 from evidence.ingest.codebook import CORE_COLUMNS, Codebook, parse_codebook
 from evidence.ingest.loader import IngestReport, ingest
 from evidence.ingest.metapsy import (
-    NUMERIC_COLUMNS,
     MetapsyComparison,
     _col,
-    _fmt,
     compare_effects,
     infer_sign,
     metapsy_effect_sizes,
     read_metapsy,
-    write_metapsy,
 )
 from evidence.ingest.metapsy_binary import (
     BINARY_MEASURES,
@@ -99,14 +105,25 @@ from evidence.ingest.metapsy_binary import (
     with_measure,
 )
 from evidence.ingest.metapsy_keys import Rename, find_renames, record_keys, study_years
+from evidence.ingest.metapsy_layout import (
+    NR,
+    NR_TEXT,
+    REST,
+    REST_TEXT,
+    exact_numeric,
+    file_effects,
+    layout_text,
+    rob_sheet,
+    verbatim_columns,
+    with_not_reported,
+    with_residuals,
+)
 
 __all__ = [
     "DIRECTIONS",
-    "EXPORT_SIGNS",
+    "EFFECT_SOURCES",
     "SIGNS",
-    "MetapsyExport",
     "MetapsyImport",
-    "export_metapsy",
     "import_metapsy",
     "metapsy_codebook",
     "metapsy_sheets",
@@ -115,15 +132,15 @@ __all__ = [
 
 DIRECTIONS = ("lower", "higher", "file")
 EVENTS = (None, "more", "fewer")  # which count of events is better (None: the convention)
+EFFECT_SOURCES = ("computed", "file")
 SIGNS = ("auto", "metapsy", "reversed")
-EXPORT_SIGNS = ("improvement", "metapsy", "reversed")
 TOLERANCE = 0.005  # Metapsy rounds .g and .g_se to two decimals in some releases
 
 #: Columns of the Metapsy standard that the mapping uses (everything else is a moderator).
 _STRUCTURE = {
-    "study", "condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2", "outcome_type",
-    "outcome_category", "outcome_subcategory", "instrument", "time", "year", "country",
-    "full_ref", ".id", "file_row",
+    "study", "condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2",
+    "outcome_category", "outcome_subcategory", "instrument", "time", "time_weeks", "year",
+    "country", "full_ref", ".id", "file_row",
 }  # fmt: skip
 _STAT_MAP = {  # Metapsy column -> result column (per formula, see metapsy_sheets)
     "means": {"mean_arm1": "m1i", "sd_arm1": "sd1i", "n_arm1": "n1i",
@@ -147,7 +164,7 @@ _RESERVED = {c for columns in CORE_COLUMNS.values() for c in columns}  # moderat
 
 def review_name(path: str | Path) -> str:
     """The review name for a file ``NAME__vVERSION.csv``: ``metapsy_`` + NAME as a key."""
-    stem = Path(path).name.split("__v")[0].removesuffix(".csv")
+    stem = Path(path).name.split("__v")[0].removesuffix(".csv").removesuffix(".xlsx")
     return "metapsy_" + (re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "database")
 
 
@@ -184,34 +201,70 @@ class _Moderator:
     type: str  # numeric | text
 
 
-def _moderators(frame: pd.DataFrame) -> list[_Moderator]:
+def _held(frame: pd.DataFrame, effect_source: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Where the results hold each statistics column (the rest of a loaded row is kept as a
+    moderator), and which rows are loaded (rows without effect data are not)."""
+    formula = metapsy_effect_sizes(frame, formulas="escalc")["g_formula"].to_numpy()
+    loaded = pd.notna(formula)
+    stats = loaded.copy()
+    if effect_source == "file":  # rows whose effect size is the file's keep no statistics
+        stats &= ~(~np.isnan(_col(frame, ".g")) & (_col(frame, ".g_se") > 0))
+    kinds = {"means": "SMD:means", "change": "SMD:change", "events": "SMD:logOR"}
+    held = {col: ~loaded | (stats & (formula == kinds[kind])) for kind, cols in _STAT_MAP.items()
+            for col in cols}  # fmt: skip
+    return held | dict.fromkeys(_BASELINE, ~loaded | stats), loaded
+
+
+def _moderators(frame: pd.DataFrame, loaded: np.ndarray | None = None) -> list[_Moderator]:
+    """Every column the data model does not hold, as a moderator (the import is lossless).
+
+    A statistics column the results hold on some rows is a moderator through its twin
+    ``REST + column`` (:func:`~evidence.ingest.metapsy_layout.with_residuals`). Only the
+    *loaded* rows count (a column with values only on rows left out is not kept).
+    """
     out: list[_Moderator] = []
     taken: set[str] = set()
+    modelled = {c for cols in _STAT_MAP.values() for c in cols} | set(_BASELINE)
     for col in frame.columns:
-        if col in _STRUCTURE or col in NUMERIC_COLUMNS or col.startswith("."):
+        column = col.removeprefix(REST).removeprefix(NR)
+        if col == column and (col in _STRUCTURE or col in modelled):
             continue
-        name = _moderator_name(col)
-        if name in _CORE_STUDY:
-            continue
-        if name in _RESERVED:
+        name = _moderator_name(column) + ("_nr" if col.startswith(NR) else "")
+        if name in _RESERVED or name in _CORE_STUDY:
             name = f"metapsy_{name}"
-        if name in taken:
-            continue
-        taken.add(name)
-        values = frame[col]
+        base, k = name, 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        values = frame[col] if loaded is None else frame[col][loaded]
         if values.map(_present).sum() == 0:
             continue
-        constant = values.astype("string").fillna("\x00").groupby(frame["study"]).nunique()
+        taken.add(name)
+        studies = frame["study"] if loaded is None else frame["study"][loaded]
+        constant = values.astype("string").fillna("\x00").groupby(studies).nunique()
         level = "study" if bool((constant <= 1).all()) else "effect"
-        kind = "numeric" if _numeric_text(values) is not None else "text"
+        kind = "numeric" if exact_numeric(values) else "text"
         out.append(_Moderator(name, col, level, kind))
     return out
 
 
+def _described(column: str) -> str:
+    if column.startswith(REST):
+        return f"Metapsy column {column.removeprefix(REST)}{REST_TEXT}"
+    if column.startswith(NR):
+        return f"Metapsy column {column.removeprefix(NR)}{NR_TEXT}"
+    return f"Metapsy column {column}"
+
+
 def metapsy_codebook(
-    review: str, moderators: list[_Moderator] | None = None, *, description: str = ""
+    review: str,
+    moderators: list[_Moderator] | None = None,
+    *,
+    description: str = "",
+    layout: str = "",
+    rob: bool = False,
 ) -> Codebook:
-    """The codebook generated for a Metapsy file's coding sheets."""
+    """The codebook generated for a Metapsy file's coding sheets (with the file's layout
+    record and, with *rob*, a ``risk_of_bias`` sheet)."""
     text, num = {"type": "text"}, {"type": "numeric"}
 
     def req(kind: str = "text") -> dict[str, Any]:
@@ -247,10 +300,17 @@ def metapsy_codebook(
         },
         "moderators": {
             m.name: {"level": m.level, "type": m.type,
-                     "description": f"Metapsy column {m.column}"}
+                     "description": _described(m.column)}
             for m in moderators or []
         },
     }  # fmt: skip
+    if layout:
+        raw["sheets"]["results"]["description"] = layout
+    if rob:
+        raw["sheets"]["risk_of_bias"] = {"columns": {
+            "study_key": req(), "tool": req(), "domain": req(), "support": text,
+            "judgement": {"type": "categorical", "required": True,
+                          "levels": ["low", "some concerns", "high"]}}}  # fmt: skip
     return parse_codebook(raw, f"generated codebook of {review}")
 
 
@@ -503,6 +563,9 @@ class MetapsyImport:
     readings: tuple[dict[str, Any], ...] = ()  # cells read by a rule (a year among several)
     measure: str = "SMD"
     not_binary: tuple[int, ...] = ()  # rows without event counts (measure RR or OR)
+    effect_source: str = "computed"
+    from_file: int = 0
+    risk_of_bias: str = ""
 
     def __str__(self) -> str:
         lines = [
@@ -529,10 +592,16 @@ class MetapsyImport:
             )
         if self.repaired:
             lines.append(f"{len(self.repaired)} text cells were decoded back from mojibake")
+        if self.effect_source == "file":
+            lines.append(f"effect sizes: the file's .g/.g_se on {self.from_file} rows "
+                         f"(--effect-source file)")  # fmt: skip
+        if self.risk_of_bias:
+            lines.append(self.risk_of_bias)
         if self.comparison is not None:
-            lines.append("effect sizes computed by the store against the file's " + (
-                ".log_rr/.log_rr_se (shown as .g/.g_se):" if self.measure == "RR"
-                else ".g/.g_se:"))  # fmt: skip
+            who = "computed by the store" if self.effect_source == "computed" else "stored"
+            cols = (".log_rr/.log_rr_se (shown as .g/.g_se)" if self.measure == "RR"
+                    else ".g/.g_se")  # fmt: skip
+            lines.append(f"effect sizes {who} against the file's {cols}:")
             lines.append(str(self.comparison))
         return "\n".join(lines)
 
@@ -547,6 +616,8 @@ class MetapsyImport:
             "readings": list(self.readings), "measure": self.measure,
             "not_binary": list(self.not_binary),
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
+            "effect_source": self.effect_source, "from_file": self.from_file,
+            "risk_of_bias": self.risk_of_bias,
         }  # fmt: skip
 
 
@@ -570,6 +641,7 @@ def import_metapsy(
     command: str | None = None,
     events: str | None = None,
     measure: str = "SMD",
+    effect_source: str = "computed",
 ) -> MetapsyImport:
     """Load a Metapsy file into a review of the database (module docstring).
 
@@ -600,6 +672,11 @@ def import_metapsy(
         ``"SMD"`` (default: Hedges' g, events as Metapsy's g from the log odds ratio), or
         ``"RR"``/``"OR"``: the review pools log risk (odds) ratios of the rows with event
         counts (:mod:`evidence.ingest.metapsy_binary`); RR is compared with ``.log_rr``.
+    effect_source
+        ``"computed"`` (default): the store computes every effect size from the row's
+        statistics; ``"file"``: the stored effect sizes (what views pool) are the file's
+        ``.g`` and ``.g_se`` squared, oriented as ``precalc_g`` (rows without ``.g`` are
+        computed); recorded in the review's description.
 
     Raises
     ------
@@ -620,23 +697,33 @@ def import_metapsy(
     frame, file = mf.frame, Path(path).name
     used_sign = infer_sign(frame) if sign == "auto" else sign
     review = review or review_name(path)
+    if effect_source not in EFFECT_SOURCES:
+        raise ValidationError(f"effect_source must be one of {', '.join(EFFECT_SOURCES)}, "
+                              f"not {effect_source!r}")  # fmt: skip
+    if effect_source == "file" and ".g" not in frame.columns:
+        raise ValidationError(f"{file}: effect_source 'file' pools the file's .g and .g_se, "
+                              "but the file has no .g column")  # fmt: skip
     not_binary: tuple[int, ...] = ()
     if measure in BINARY_MEASURES:  # metapsy_binary: the rows with events, as log RR/OR
         frame, not_binary = binary_rows(frame)
-    mods = _moderators(frame)
+
+    def sheets_of(frame: pd.DataFrame) -> tuple:
+        held, loaded = _held(frame, effect_source)
+        frame = with_not_reported(with_residuals(frame, held), mf.not_reported_cells)
+        mods = _moderators(frame, loaded)
+        return (*metapsy_sheets(frame, direction=direction, sign=used_sign, file=file,
+                                moderators=mods, events=events), mods, frame)  # fmt: skip
+
     try:
-        sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
-                                                file=file, moderators=mods,
-                                                events=events)  # fmt: skip
+        sheets, rows, left_out, mods, frame = sheets_of(frame)
         same = ()
     except ValidationError as error:  # rows sharing one identity: left out with skip_invalid
         same = tuple(f for f in error.failures if f.get("identity"))
         if not skip_invalid or not same or len(same) != len(error.failures):
             raise
         frame = frame[~frame["file_row"].isin({f["row"] for f in same})]
-        sheets, rows, left_out = metapsy_sheets(frame, direction=direction, sign=used_sign,
-                                                file=file, moderators=mods,
-                                                events=events)  # fmt: skip
+        sheets, rows, left_out, mods, frame = sheets_of(frame)
+    extras = _extras(mf, sheets, rows, left_out, direction, used_sign, effect_source, mods)
     sign_text = "" if direction == "file" else f"; sign convention of .g: {used_sign}"
     if events is not None:
         sign_text += f"; outcomes with events: {events} events are better"
@@ -644,7 +731,8 @@ def import_metapsy(
         sign_text += f"; measure {measure} from the event counts"
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
-        f"({_DIRECTION_TEXT[direction]}){sign_text}."))  # fmt: skip
+        f"({_DIRECTION_TEXT[direction]}){sign_text}; {extras.source_text}."),
+        layout=extras.layout, rob="risk_of_bias" in sheets)  # fmt: skip
     codebook = with_measure(codebook, measure) if measure != "SMD" else codebook
     renames = _renames(database, review, sheets, frame)
     firsts = frame[frame["study"].map(lambda v: str(v).strip()).isin(
@@ -675,6 +763,8 @@ def import_metapsy(
         failures=mf.failures + same, repaired=mf.repaired, ingest=report, comparison=comparison,
         renames=tuple(renames), readings=tuple(readings), measure=measure,
         not_binary=not_binary,
+        effect_source=effect_source, from_file=extras.from_file,
+        risk_of_bias=extras.rob_note,
     )  # fmt: skip
 
 
@@ -686,6 +776,47 @@ def _renames(database, review: str, sheets, frame: pd.DataFrame) -> list[Rename]
             return find_renames(conn, review, sheets, frame)
     except sa.exc.DBAPIError:
         return []
+
+
+@dataclass(frozen=True)
+class _Extras:
+    layout: str
+    source_text: str
+    from_file: int
+    rob_note: str
+
+
+def _extras(mf, sheets: dict[str, pd.DataFrame], rows: pd.DataFrame, left_out: np.ndarray,
+            direction: str, sign: str, effect_source: str,
+            mods: list[_Moderator]) -> _Extras:  # fmt: skip
+    """What the import adds to the sheets (module :mod:`~evidence.ingest.metapsy_layout`):
+    the file's effect sizes (``effect_source="file"``), the risk-of-bias sheet, the layout."""
+    from_file = 0
+    text = "effect sizes computed by the store from each row's statistics"
+    if effect_source == "file":
+        dirs = sheets["outcomes"].set_index(["study_key", "outcome_key"])["direction"]
+        keys = zip(rows["study"].map(lambda v: str(v).strip()), rows["outcome_key"], strict=True)
+        lower = np.array([dirs[k] == "lower" for k in keys], dtype=bool)
+        sheets["results"], take = file_effects(sheets["results"], rows, lower, _RESULT_STATS,
+                                               direction=direction, sign=sign)  # fmt: skip
+        from_file = int(take.sum())
+        text = (f"effect sizes: the file's .g and .g_se squared ({from_file} rows; computed "
+                f"from the statistics of {len(rows) - from_file} rows without .g)")  # fmt: skip
+    taken = {m.name for m in mods}
+    for column in verbatim_columns(rows, sheets):  # as the file has them (effect level)
+        name = f"metapsy_{column}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        numeric = exact_numeric(rows[column])
+        values = rows[column].map(lambda v: str(v) if _present(v) else None)
+        sheets["results"][name] = (_numeric_text(rows[column]) if numeric else values).to_numpy()
+        mods.append(_Moderator(name, column, "effect", "numeric" if numeric else "text"))
+    rob, note = rob_sheet(mf.frame)
+    if rob is not None:
+        rob = rob[rob["study_key"].isin(set(sheets["studies"]["study_key"]))]
+        sheets["risk_of_bias"] = rob.reset_index(drop=True)
+    return _Extras(layout_text(mf, rows, left_out), text, from_file, note)
 
 
 _DIRECTION_TEXT = {
@@ -766,156 +897,10 @@ def _compare(database, review: str, rows: pd.DataFrame, direction: str,
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class MetapsyExport:
-    """What :func:`export_metapsy` wrote."""
+def __getattr__(name: str) -> Any:
+    """The export side lives in :mod:`evidence.ingest.metapsy_export` (kept importable here)."""
+    if name in ("EXPORT_SIGNS", "MetapsyExport", "export_metapsy"):
+        from evidence.ingest import metapsy_export
 
-    path: str
-    review: str
-    rows: int
-    left_out: int
-    sign: str
-
-    def __str__(self) -> str:
-        text = (f"wrote {self.rows} rows of review {self.review} to {self.path} (Metapsy "
-                f"standard; .g in the {self.sign} sign convention)")  # fmt: skip
-        if self.left_out:
-            text += f"; {self.left_out} results without a second arm have no Metapsy row"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(vars(self))
-
-
-def export_metapsy(
-    path: str | Path,
-    *,
-    database: str | sa.Engine | None = None,
-    review: str | None = None,
-    sign: str = "improvement",
-) -> MetapsyExport:
-    """Write a review's two-arm results in the Metapsy standard.
-
-    One row per result with two arms: study, arms, outcome, time, the stored statistics in
-    Metapsy's columns (means, change scores, events, ``precalc_g``), every moderator under its
-    Metapsy column name (from the import) or its own name, and ``.g``/``.g_se`` from the
-    stored effect size: ``sign="improvement"`` (default) writes the store's own orientation,
-    positive = improvement of arm 1 (what an import with ``direction="file"`` reads back);
-    ``"metapsy"`` writes Metapsy's convention (means: arm 1 minus arm 2; events: the negated
-    log odds ratio) and ``"reversed"`` its negation. ``precalc_g`` follows the same choice.
-    """
-    if sign not in EXPORT_SIGNS:
-        raise ValidationError(f"sign must be one of {', '.join(EXPORT_SIGNS)}, not {sign!r}")
-    with _connect(database) as conn:
-        frame, name, left_out = _export_frame(conn, review, sign)
-    write_metapsy(frame, path)
-    return MetapsyExport(path=str(path), review=name, rows=len(frame), left_out=left_out,
-                         sign=sign)  # fmt: skip
-
-
-def _export_frame(conn: sa.Connection, review: str | None, sign: str):
-    t = metadata.tables
-    rv = t["review"]
-    reviews = conn.execute(sa.select(rv.c.id, rv.c.name)).all()
-    if review is None:
-        if len(reviews) != 1:
-            names = ", ".join(r.name for r in reviews) or "none"
-            raise NotFoundError(f"name the review to export (--review): the database holds "
-                                f"{len(reviews)} reviews ({names})")  # fmt: skip
-        rid, name = reviews[0]
-    else:
-        match = [r for r in reviews if r.name == review]
-        if not match:
-            raise NotFoundError(f"review {review!r} is not in the database")
-        rid, name = match[0]
-    s, a1, a2 = t["study"], t["arm"].alias("a1"), t["arm"].alias("a2")
-    o, tp, r, e = t["outcome"], t["timepoint"], t["result"], t["effect_size"]
-    q = (sa.select(r.c.id.label("result_id"), s.c.id.label("study_id"), s.c.study_key,
-                   s.c.citation, s.c.year, s.c.country, a1.c.label.label("condition_arm1"),
-                   a1.c.description.label("multi_arm1"), a2.c.label.label("condition_arm2"),
-                   a2.c.description.label("multi_arm2"), o.c.domain, o.c.construct,
-                   o.c.instrument, tp.c.label.label("time"), tp.c.weeks,
-                   *[r.c[c] for c in _RESULT_STATS], r.c.notes, e.c.yi, e.c.vi, e.c.flipped,
-                   e.c.formula)
-         .select_from(r.join(s, s.c.id == r.c.study_id).join(o, o.c.id == r.c.outcome_id)
-                      .outerjoin(tp, tp.c.id == r.c.timepoint_id)
-                      .outerjoin(a1, a1.c.id == r.c.arm1_id)
-                      .outerjoin(a2, a2.c.id == r.c.arm2_id)
-                      .outerjoin(e, e.c.result_id == r.c.id))
-         .where(s.c.review_id == rid).order_by(s.c.study_key, r.c.result_key))  # fmt: skip
-    res = conn.execute(q)
-    db = pd.DataFrame(res.all(), columns=list(res.keys()))
-    two_arm = db["condition_arm2"].notna() | db["m2i"].notna() | db["n2i"].notna()
-    left_out = int((~two_arm).sum())
-    db = db[two_arm].reset_index(drop=True)
-    out = pd.DataFrame({"study": db["study_key"]})
-    for col in ("condition_arm1", "condition_arm2", "multi_arm1", "multi_arm2"):
-        out[col] = db[col]
-    formula = db["formula"].fillna("")
-    out["outcome_type"] = [
-        next((v for k, v in _FORMULA_TYPE.items() if f.startswith(k)), "msd") for f in formula
-    ]
-    out["outcome_category"], out["outcome_subcategory"] = db["domain"], db["construct"]
-    out["instrument"], out["time"], out["time_weeks"] = db["instrument"], db["time"], db["weeks"]
-    inverse = {dst: src for kind in ("means", "change") for src, dst in _STAT_MAP[kind].items()
-               if not dst.startswith("n")}  # fmt: skip
-    for dst, src in inverse.items():
-        out[src] = db[dst].astype(float)
-    is_change = out["outcome_type"] == "change"
-    is_dich = out["outcome_type"] == "dich"
-    is_means = ~is_change & ~is_dich & (out["outcome_type"] != "precalc")
-    for arm, n in (("arm1", "n1i"), ("arm2", "n2i")):
-        out[f"n_{arm}"] = db[n].astype(float).where(is_means)
-        out[f"n_change_{arm}"] = db[n].astype(float).where(is_change)
-        out[f"event_{arm}"] = db["event1i" if arm == "arm1" else "event2i"].astype(float)
-        out[f"totaln_{arm}"] = db[n].astype(float).where(is_dich)
-    for src, dst in _BASELINE.items():
-        out[src] = db[dst].astype(float)
-    flipped = db["flipped"].fillna(False).astype(bool).to_numpy()
-    events = formula.str.startswith("SMD:logOR").to_numpy()
-
-    def oriented(yi: np.ndarray, stored: bool) -> np.ndarray:
-        """*yi* (the store's orientation when *stored*, else raw) in the chosen convention."""
-        better = yi if stored else np.where(flipped, -yi, yi)
-        if sign == "improvement":
-            return better
-        raw = np.where(flipped, -better, better)
-        g = np.where(events, -raw, raw)
-        return -g if sign == "reversed" else g
-
-    out["precalc_g"] = oriented(db["yi_reported"].astype(float).to_numpy(), stored=False)
-    out["precalc_g_se"] = np.sqrt(db["vi_reported"].astype(float))
-    out[".g"] = oriented(db["yi"].astype(float).to_numpy(), stored=True)
-    out[".g_se"] = np.sqrt(db["vi"].astype(float))
-    out["year"], out["country"], out["full_ref"] = db["year"], db["country"], db["citation"]
-    _export_moderators(conn, rid, db, out)
-    out[".id"] = db["notes"]
-    return out, name, left_out
-
-
-def _export_moderators(conn: sa.Connection, rid: int, db: pd.DataFrame, out: pd.DataFrame):
-    t = metadata.tables
-    m, v = t["moderator"], t["moderator_value"]
-    mods = conn.execute(sa.select(m.c.id, m.c.name, m.c.level, m.c.description)
-                        .where(m.c.review_id == rid).order_by(m.c.id)).all()  # fmt: skip
-    for mod in mods:
-        column = mod.name
-        if mod.description and mod.description.startswith("Metapsy column "):
-            column = mod.description.removeprefix("Metapsy column ")
-        if mod.level == "arm" or column in out.columns:
-            continue
-        values = conn.execute(
-            sa.select(v.c.study_id, v.c.result_id, v.c.value_text, v.c.value_num).where(
-                v.c.moderator_id == mod.id
-            )
-        ).all()
-        frame = pd.DataFrame(values, columns=["study_id", "result_id", "text", "num"])
-        number = frame["num"].map(lambda x: None if x is None else _fmt(x))
-        value = frame["text"].where(frame["text"].notna(), number)
-        if mod.level == "study":
-            lookup = dict(zip(frame["study_id"], value, strict=True))
-            out[column] = db["study_id"].map(lookup)
-        else:
-            lookup = dict(zip(frame["result_id"], value, strict=True))
-            out[column] = db["result_id"].map(lookup)
+        return getattr(metapsy_export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

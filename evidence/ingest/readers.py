@@ -20,7 +20,7 @@ import pandas as pd
 
 from evidence.errors import ValidationError
 
-__all__ = ["ROW", "Sheet", "read_sheets", "read_csv_sheet", "read_xlsx"]
+__all__ = ["ROW", "Sheet", "read_csv_sheet", "read_sheets", "read_xlsx", "read_xlsx_table"]
 
 #: Name of the column holding the spreadsheet row number of each record.
 ROW = "_row"
@@ -189,42 +189,107 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _is_formula(value: object) -> bool:
+    """Whether a cell value read with ``data_only=False`` is a formula."""
+    if isinstance(value, str):
+        return value.startswith("=")
+    return type(value).__name__ in ("ArrayFormula", "DataTableFormula")
+
+
+def _open_xlsx(path: Path, data_only: bool):  # an openpyxl Workbook
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        return load_workbook(path, read_only=True, data_only=data_only)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
+        raise _error(str(path), None, f"not a readable XLSX workbook ({type(exc).__name__}: "
+                     f"{exc})") from None  # fmt: skip
+
+
+def _xlsx_rows(file: str, sheet: str, values, formulas) -> Iterable[tuple[int, list[str]]]:
+    """(row number, cells as text) of a worksheet, read twice: cached values and formulas.
+
+    A formula cell whose workbook holds no cached value (saved by a program that does not
+    compute formulas) reads as None with ``data_only=True``: it is an error naming the cell,
+    never a blank cell.
+    """
+    from openpyxl.utils import get_column_letter
+
+    pairs = zip(values.iter_rows(values_only=True), formulas.iter_rows(values_only=True),
+                strict=False)  # fmt: skip
+    header: tuple = ()
+    for i, (cached, written) in enumerate(pairs, start=1):
+        header = header or cached
+        for j, value in enumerate(cached):
+            if value is None and j < len(written) and _is_formula(written[j]):
+                cell = f"{get_column_letter(j + 1)}{i}"
+                name = _cell(header[j]).strip() if j < len(header) and i > 1 else ""
+                raise _error(file, sheet, f"cell {cell} holds the formula {written[j]!s} "
+                             "but no cached value (the workbook was saved by a program that "
+                             "does not compute formulas): open and save it in a spreadsheet "
+                             "program, or enter the value", row=i, column=name or cell,
+                             value=str(written[j]))  # fmt: skip
+        yield i, [_cell(v) for v in cached]
+
+
 def read_xlsx(path: str | Path, sheets: Sequence[str]) -> dict[str, Sheet]:
     """Read the worksheets of an XLSX workbook whose names are coding sheets.
 
     Worksheet names are matched case-insensitively; a worksheet whose name is not one of
-    *sheets* is an error (a misspelt sheet would otherwise be silently skipped).
+    *sheets* is an error (a misspelt sheet would otherwise be silently skipped). Formula
+    cells are read as their cached values.
 
     Raises
     ------
     ValidationError
-        The file is not a readable XLSX workbook, or a worksheet is unknown or empty.
+        The file is not a readable XLSX workbook, a worksheet is unknown or empty, or a
+        formula cell has no cached value (naming the cell, e.g. ``B7``).
     """
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
     path = Path(path)
-    try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
-        raise _error(str(path), None, f"not a readable XLSX workbook ({type(exc).__name__}: "
-                     f"{exc})") from None  # fmt: skip
+    workbook = _open_xlsx(path, data_only=True)
+    formulas = _open_xlsx(path, data_only=False)
     try:
         found: dict[str, Sheet] = {}
         wanted = {s.lower(): s for s in sheets}
-        for ws in workbook.worksheets:
+        for ws, wf in zip(workbook.worksheets, formulas.worksheets, strict=True):
             key = ws.title.strip().lower()
             if key not in wanted:
                 raise _error(str(path), ws.title, "unknown worksheet (expected worksheets "
                              "named " + ", ".join(sheets) + ")")  # fmt: skip
-            rows = (
-                (i, [_cell(v) for v in values])
-                for i, values in enumerate(ws.iter_rows(values_only=True), start=1)
-            )
+            rows = _xlsx_rows(str(path), wanted[key], ws, wf)
             found[wanted[key]] = _frame(str(path), wanted[key], rows)
         return found
     finally:
         workbook.close()
+        formulas.close()
+
+
+def read_xlsx_table(path: str | Path, worksheets: Sequence[str] = ()) -> Sheet:
+    """Read one worksheet of an XLSX workbook as a table of text cells (header = row 1).
+
+    The first worksheet whose name is one of *worksheets* (case-insensitive), else the
+    workbook's first worksheet. Formula cells are read as their cached values.
+
+    Raises
+    ------
+    ValidationError
+        As :func:`read_xlsx`.
+    """
+    path = Path(path)
+    workbook = _open_xlsx(path, data_only=True)
+    formulas = _open_xlsx(path, data_only=False)
+    try:
+        names = [ws.title.strip().lower() for ws in workbook.worksheets]
+        if not names:
+            raise _error(str(path), None, "the workbook holds no worksheet")
+        wanted = [n.lower() for n in worksheets]
+        pick = next((names.index(n) for n in wanted if n in names), 0)
+        ws, wf = workbook.worksheets[pick], formulas.worksheets[pick]
+        return _frame(str(path), ws.title, _xlsx_rows(str(path), ws.title, ws, wf))
+    finally:
+        workbook.close()
+        formulas.close()
 
 
 def read_sheets(paths: Sequence[str | Path], sheets: Sequence[str]) -> dict[str, Sheet]:
