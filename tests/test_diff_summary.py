@@ -57,6 +57,8 @@ def _new_release(sheets: Path) -> None:
                 r["event1i"] = "8"
             if r["study_key"] == "BCG-14" and "event1i" in r:
                 r["event1i"], r["n1i"] = "20", "400"
+            if r["study_key"] == "BCG-14" and r.get("arm_key") == "bcg":
+                r["n_randomized"] = "400"
             if r["study_key"] == "BCG-14" and "citation" in r:
                 r["citation"], r["year"] = "A new trial (2020)", "2020"
         return rows
@@ -208,8 +210,9 @@ def test_gambling_release_diff_counts_the_studies_in_and_out_of_the_files(
 
     upgrade(sqlite_url)
     engine = get_engine(sqlite_url)
-    for name in GAMBLING:
-        import_metapsy(VERSIONS / name, direction="lower", database=engine, review="gambling")
+    for name in GAMBLING:  # 25.0.0's mean_age lost its decimal separators: left out
+        import_metapsy(VERSIONS / name, direction="lower", database=engine, review="gambling",
+                       ignore_columns=("mean_age",) if "25.0.0" in name else ())
     old, new = (
         set(pd.read_csv(VERSIONS / n, sep=";", dtype=str, encoding="utf-8")["study"])
         for n in GAMBLING

@@ -64,8 +64,10 @@ def test_renamed_study_is_one_key_update_and_unchanged_rows_change_nothing(
     changes = {t: (c.inserted, c.updated, c.deleted) for t, c in update.ingest.changes.items()
                if c.total}  # fmt: skip
     # one study key update, one corrected timepoint (weeks 26 -> 24); no result touched; the
-    # study's two effect sizes follow its key in their dependence-cluster label only
-    assert changes == {"study": (0, 1, 0), "timepoint": (0, 1, 0), "effect_size": (0, 2, 0)}
+    # study's two effect sizes follow its key in their dependence-cluster label only; the
+    # review's record of the file's layout (rows as study and result keys) names the new key
+    assert changes == {"review": (0, 1, 0), "study": (0, 1, 0), "timepoint": (0, 1, 0),
+                       "effect_size": (0, 2, 0)}  # fmt: skip
     engine = sa.create_engine(url)
     try:
         logged = list_changes(engine, revision=update.ingest.revision)
@@ -93,7 +95,7 @@ def test_two_rows_with_one_identity_are_refused_naming_both(tmp_path: Path) -> N
     with pytest.raises(ValidationError, match=r"file rows 2, 3 are the same record") as info:
         import_metapsy(_file(tmp_path, same, "x__v1.csv"), direction="lower", database=url)
     assert [(f["row"], f["column"]) for f in info.value.failures] == [(2, "study"), (3, "study")]
-    assert "skip_invalid leaves these rows out" in str(info.value)
+    assert "--skip-invalid (skip_invalid=True) leaves these rows out" in str(info.value)
     skipped = import_metapsy(_file(tmp_path, [*same, _row(3, "B, 2011", "ba", "NA", "bdi", "post",
                              "8", "9")], "z__v1.csv"), direction="lower", database=url,
                              skip_invalid=True)  # fmt: skip
@@ -164,13 +166,15 @@ def test_depression_psyctr_22_to_24_renames_and_changes_only_what_changed(
     renamed = [c for c in logged if c.table_name == "study" and c.row_id == afonso]
     assert [(c.op, c.old_values["study_key"], c.new_values["study_key"]) for c in renamed] == [
         ("update", "Alfonso, 2009", "Afonso, 2009")]  # fmt: skip
-    # every updated result changed a number; Afonso's results were neither deleted nor added
+    # every updated result changed a number or Metapsy's row label .id (kept as the result's
+    # notes: each release rebuilds it); Afonso's results were neither deleted nor added
     stats = ("n1i", "m1i", "sd1i", "n2i", "m2i", "sd2i", "m1i_pre", "sd1i_pre", "m2i_pre",
              "sd2i_pre", "event1i", "event2i", "yi_reported", "vi_reported")  # fmt: skip
     results = [c for c in logged if c.table_name == "result"]
     updated = [c for c in results if c.op == "update"]
     assert updated and all(
-        any(c.old_values[k] != c.new_values[k] for k in stats) for c in updated)  # fmt: skip
+        any(c.old_values[k] != c.new_values[k] for k in (*stats, "notes"))
+        for c in updated)  # fmt: skip
     assert not [c for c in results if c.op != "update" and afonso in (
         (c.old_values or {}).get("study_id"), (c.new_values or {}).get("study_id"))]  # fmt: skip
     # before stable keys this update logged 219 result updates (216 of them only .id) and

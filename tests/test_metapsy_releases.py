@@ -9,7 +9,7 @@ file rows, as listed below) and the flag that overrides it (``repair_text`` deco
 that the table covers every file of the folder. The rules are errors of the files: text
 encoded twice, means stored x100 (a lost decimal comma), a negative ``time_weeks``, rows with
 only some of their means and SDs, a continuous outcome with only an MDD diagnosis' events,
-``.g`` with a lost decimal separator, the same record listed twice.
+``.g`` or ``mean_age`` with a lost decimal separator, the same record listed twice.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Release:
     refused: dict[tuple[str, str], tuple[int, ...] | Span] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     no_effect_data: int = 0  # rows without any effect data (kept out, counted)
+    ignore: tuple[str, ...] = ()  # columns damaged throughout, left out (--ignore-column)
 
 
 EXPECTED = {
@@ -96,7 +97,12 @@ EXPECTED = {
         {("sd_arm1", INCOMPLETE): (23, 24), ("n_arm1", INCOMPLETE): (77, 78)},
         ("skip_invalid",),
     ),
-    "databases/gambling-psyctr__v25.0.0.csv": Release(267, 267),
+    "databases/gambling-psyctr__v25.0.0.csv": Release(
+        267,
+        267,
+        {("mean_age", "mean_age is an age in years, 0 to 120"): Span(231, 2, 268)},
+        ignore=("mean_age",),
+    ),
     "databases/grief-psyctr__v25.0.4.csv": Release(38, 38),
     "databases/ocd-psyctr__v24.0.1.csv": Release(90, 90),
     "databases/panic-psyctr__v23.0.1.csv": Release(
@@ -160,7 +166,12 @@ EXPECTED = {
         {(".g", "|.g| <= 10"): Span(132, 2, 242), (".g_se", "|.g_se| <= 10"): Span(135, 2, 242)},
         ("skip_invalid",),
     ),
-    "versions/gambling-psyctr__v25.0.0.csv": Release(267, 267),
+    "versions/gambling-psyctr__v25.0.0.csv": Release(
+        267,
+        267,
+        {("mean_age", "mean_age is an age in years, 0 to 120"): Span(231, 2, 268)},
+        ignore=("mean_age",),
+    ),
     "versions/peer-support__v23.0.2.csv": Release(
         66, 56, {("outcome_type", EVENTS_ONLY): (13,)}, ("skip_invalid",), no_effect_data=9
     ),
@@ -212,8 +223,11 @@ def test_release_imports_or_is_refused_for_errors_of_the_file(name: str, url: st
         with pytest.raises(ValidationError) as info:
             import_metapsy(path, direction="lower", database=url, dry_run=True)
         assert _cells(info.value.failures) == want.refused
-        assert any(flag in str(info.value) for flag in want.flags)  # the message names it
+        names = [f"--{f.replace('_', '-')}" for f in want.flags]
+        names += [f"--ignore-column {c}" for c in want.ignore]
+        assert any(n in str(info.value) for n in names)  # the message names a flag
         result = import_metapsy(path, direction="lower", database=url, dry_run=True,
+                                ignore_columns=want.ignore,
                                 **dict.fromkeys(want.flags, True))  # fmt: skip
     else:
         result = import_metapsy(path, direction="lower", database=url, dry_run=True)

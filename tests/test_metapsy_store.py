@@ -161,10 +161,8 @@ def test_reimport_writes_nothing_and_a_new_release_updates_exactly(url: str, tmp
 
 
 def test_export_writes_the_standard_and_reimports_to_no_change(url: str, tmp_path: Path):
-    # outcome_type is part of an outcome's key; the export writes the formula's type
-    # (msd, change, dich, precalc), so the round trip starts from rows typed that way
-    rows = [r.replace('"response"', '"dich"').replace('"other stat"', '"precalc"') for r in ROWS]
-    path = _write(tmp_path, rows)
+    # outcome_type is part of an outcome's key: the export writes it as the file had it
+    path = _write(tmp_path, ROWS)
     import_metapsy(path, direction="lower", database=url)
     out = tmp_path / "export__v1.0.0.csv"
     report = export_metapsy(out, database=url, sign="metapsy", effects="store")

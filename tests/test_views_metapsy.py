@@ -69,9 +69,20 @@ def test_gambling_releases_update_the_views_they_affect(engine) -> None:
     assert info.value.failures[0]["column"] == ".g" and len(info.value.failures) > 100
     assert _snapshot(engine) == before
 
-    # 25.0.0: new studies, one withdrawn, corrected numbers: one revision, views refreshed
+    # 25.0.0 lost the decimal separators of mean_age (39.2 in 24.0.2 is 3,92e+16; 20.3 is 203):
+    # refused naming every cell, nothing written; the curator leaves the column out
+    with pytest.raises(ValidationError) as info:
+        import_metapsy(VERSIONS / "gambling-psyctr__v25.0.0.csv", direction="lower",
+                       database=engine, review="gambling")  # fmt: skip
+    assert {f["column"] for f in info.value.failures} == {"mean_age"}
+    assert len(info.value.failures) == 231 and "--ignore-column mean_age" in str(info.value)
+    assert _snapshot(engine) == before
+
+    # then: new studies, one withdrawn, corrected numbers: one revision, views refreshed
     update = import_metapsy(VERSIONS / "gambling-psyctr__v25.0.0.csv", direction="lower",
-                            database=engine, review="gambling")  # fmt: skip
+                            database=engine, review="gambling",
+                            ignore_columns=("mean_age",))  # fmt: skip
+    assert update.ignored == ("mean_age",)
     changes = update.ingest.changes
     assert update.ingest.revision == 2
     assert (changes["study"].inserted, changes["study"].deleted) == (5, 1)

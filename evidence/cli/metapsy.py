@@ -55,6 +55,10 @@ def register(app: typer.Typer) -> None:
         measure: Annotated[str, typer.Option(
             "--measure", help="SMD (Hedges' g; events as Metapsy's g), or RR / OR: pool the "
             "log risk (odds) ratios of the rows with event counts.")] = "SMD",
+        ignore_column: Annotated[list[str] | None, typer.Option(
+            "--ignore-column", help="A moderator column not to import (damaged throughout, "
+            "e.g. gambling-psyctr 25.0.0's mean_age); repeat for several.",
+            show_default=False)] = None,
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Validate and count; write nothing.")] = False,
         as_json: _Json = False,
@@ -80,6 +84,7 @@ def register(app: typer.Typer) -> None:
                 skip_invalid=skip_invalid, repair_text=repair_text, dry_run=dry_run,
                 author=author, message=message, command=_command(ctx), events=events,
                 measure=measure, effect_source=effect_source,
+                ignore_columns=tuple(ignore_column or ()),
             )  # fmt: skip
         except EvidenceError as error:
             _fail(error, as_json)

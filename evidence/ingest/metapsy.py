@@ -140,6 +140,9 @@ class MetapsyFile:
         The columns whose missing cells the file writes as blanks rather than ``NA``.
     not_reported_cells
         (file row, column) of every numeric cell coded ``NR``.
+    ignored
+        Columns the curator chose not to import (``ignore_columns``): kept in ``columns``,
+        so an export writes them, empty.
     """
 
     frame: pd.DataFrame = field(repr=False)
@@ -152,6 +155,7 @@ class MetapsyFile:
     row_names: bool = False
     blank_columns: tuple[str, ...] = ()
     not_reported_cells: tuple[tuple[int, str], ...] = ()
+    ignored: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -236,6 +240,14 @@ def validate_metapsy(frame: pd.DataFrame, file: str = "") -> list[dict[str, Any]
             f"separator)",
         )
     check("time_weeks", _col(frame, "time_weeks") >= 0, "time_weeks >= 0")
+    if "mean_age" in frame.columns:  # a moderator column: text until the codebook types it
+        age = pd.to_numeric(frame["mean_age"].astype("string").str.strip().str.replace(
+            ",", ".", regex=False), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        for i in np.flatnonzero(~np.isnan(age) & ~((age >= 0) & (age <= 120))):
+            failures.append(_failure(
+                file, int(rows[i]), "mean_age", frame["mean_age"].iat[i],
+                "mean_age is an age in years, 0 to 120 (a larger value is a data error, e.g. a "
+                "lost decimal separator; --ignore-column mean_age leaves the column out)"))
     if "study" in frame.columns:
         empty = frame["study"].isna() | (frame["study"].astype("string").str.strip() == "")
         for i in np.flatnonzero(empty.to_numpy()):
@@ -332,12 +344,17 @@ def _text_failures(raw: pd.DataFrame, file: str, repair: bool) -> tuple[list[dic
                 failures.append(_failure(
                     file, i + 2, col, value,
                     f"text encoded once too often (UTF-8 read as Windows-1252): "
-                    f"{bad!r} reads {good!r} when decoded; repair_text decodes it"))  # fmt: skip
+                    f"{bad!r} reads {good!r} when decoded; --repair-text (repair_text=True) "
+                    "decodes it"))  # fmt: skip
     return failures, repairs
 
 
 def read_metapsy(
-    path: str | Path, *, skip_invalid: bool = False, repair_text: bool = False
+    path: str | Path,
+    *,
+    skip_invalid: bool = False,
+    repair_text: bool = False,
+    ignore_columns: tuple[str, ...] = (),
 ) -> MetapsyFile:
     """Read and validate a Metapsy file.
 
@@ -350,6 +367,9 @@ def read_metapsy(
     repair_text
         Decode mojibake text cells back (listed in ``MetapsyFile.repaired``) instead of
         refusing them.
+    ignore_columns
+        Columns not to import (a column damaged throughout, e.g. gambling-psyctr 25.0.0's
+        ``mean_age``, which lost its decimal separators); the export writes them empty.
 
     Raises
     ------
@@ -383,6 +403,22 @@ def read_metapsy(
             f"of mean_/sd_/n_arm1/2, change-score, event_/totaln_arm1/2 or precalc_g columns).",
             [_failure(file, None, lacking, None, "Metapsy standard columns")],
         )
+    columns = tuple(raw.columns)
+    unknown = [c for c in ignore_columns if c not in raw.columns]
+    if unknown:
+        raise ValidationError(
+            f"{file}: --ignore-column {unknown[0]!r} is not a column of the file",
+            [_failure(file, None, unknown[0], None, "--ignore-column names a column")],
+        )
+    structural = {"study", *_MEANS, *_CHANGE, *_EVENTS, *_PRECALC}
+    if any(c in structural for c in ignore_columns):
+        c = next(c for c in ignore_columns if c in structural)
+        raise ValidationError(
+            f"{file}: --ignore-column {c!r}: the column holds what a record is made of and "
+            "cannot be left out",
+            [_failure(file, None, c, None, "--ignore-column names a moderator column")],
+        )
+    raw = raw.drop(columns=list(ignore_columns))
     text_failures, repairs = _text_failures(raw, file, repair_text)
     frame, failures, nr = _parse(raw, file)
     frame.insert(0, "file_row", np.arange(len(frame)) + 2)
@@ -396,7 +432,7 @@ def read_metapsy(
         raise ValidationError(
             f"{file}: row {f['row']}: {f['column']}{shown} breaks the rule '{f['rule']}' "
             f"({len(failures)} failing cells in {len(bad_rows)} rows; nothing was read; "
-            f"skip_invalid leaves these rows out).",
+            f"--skip-invalid (skip_invalid=True) leaves these rows out).",
             failures,
         )
     keep = ~frame["file_row"].isin(bad_rows)
@@ -407,7 +443,8 @@ def read_metapsy(
         failures=tuple(failures),
         not_reported=nr,
         repaired=tuple(repairs),
-        columns=tuple(raw.columns),
+        columns=columns,
+        ignored=tuple(ignore_columns),
         blank_columns=tuple(c for c in raw.columns
                             if raw[c].eq("").any() and not raw[c].isna().any()),  # fmt: skip
         not_reported_cells=tuple(

@@ -196,8 +196,11 @@ def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any],
     not have, added to the review since, at the end); the *store* columns (the stored effect
     sizes) are added at the end when the file had none."""
     entries = layout["rows"]
-    position = {tuple(e): i for i, e in enumerate(entries) if isinstance(e, list)}
-    keys = zip(db["study_key"], db["result_key"], strict=True)
+    position = {tuple(e[:2]): i for i, e in enumerate(entries) if isinstance(e, list)}
+    keys = list(zip(db["study_key"], db["result_key"], strict=True))
+    labels = {tuple(e[:2]): e[2] for e in entries if isinstance(e, list) and len(e) > 2}
+    if labels:  # Metapsy's .id of each loaded row, as the file had it
+        out = out.assign(**{".id": [labels.get(key) for key in keys]})
     loaded = out.assign(_at=[position.get(key, len(entries)) for key in keys],
                         _study=db["study_key"], _key=db["result_key"])  # fmt: skip
     kept = [(i, e["cells"]) for i, e in enumerate(entries) if isinstance(e, dict)]

@@ -181,7 +181,8 @@ def record_keys(rows: pd.DataFrame, otype: Sequence[str], *, file: str = "") -> 
             f["identity"] = True  # what skip_invalid may leave out
         raise ValidationError(
             f"{file}: row {failures[0]['row']}: {failures[0]['rule']} ({len(failures)} failing "
-            f"cells; nothing was written; skip_invalid leaves these rows out)",
+            f"cells; nothing was written; --skip-invalid (skip_invalid=True) leaves these rows "
+            "out)",
             failures)  # fmt: skip
     return pd.DataFrame({"study": study, "arm1": a1, "arm2": a2, "outcome": outcome,
                          "time": time, "timepoint": timepoint, "result": result},

@@ -168,11 +168,15 @@ def _number(value: Any) -> float | None:
 def layout_text(mf: Any, rows: pd.DataFrame, left_out: np.ndarray) -> str:
     """The layout record of a read file (:class:`~evidence.ingest.metapsy.MetapsyFile`): its
     columns, its row-name column, the columns it leaves blank rather than ``NA``, and its rows
-    in order: a loaded row as its study and result keys, a row *left out* (file rows of rows
+    in order: a loaded row as its study and result keys (and its ``.id``), a row *left out*
+    (file rows of rows
     without effect data, which the data model cannot hold) as its cells."""
+    labels = rows[".id"] if ".id" in rows else None  # Metapsy's row label, rebuilt by releases
     entries: dict[int, Any] = {
-        int(r): [str(s).strip(), k]
-        for r, s, k in zip(rows["file_row"], rows["study"], rows["result_key"], strict=True)
+        int(r): [str(s).strip(), k] + ([_text(labels.iat[i])] if labels is not None else [])
+        for i, (r, s, k) in enumerate(
+            zip(rows["file_row"], rows["study"], rows["result_key"], strict=True)
+        )
     }
     nr = set(mf.not_reported_cells)
     unloaded = mf.frame[mf.frame["file_row"].isin(set(left_out))]

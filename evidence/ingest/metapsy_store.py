@@ -31,7 +31,8 @@ Mapping
   Baseline means and SDs are kept. Rows without any effect data carry no effect size and are
   left out (counted in the report). The result key is built from the row's outcome, time
   and arms (never from weeks, n or means: :mod:`~evidence.ingest.metapsy_keys`), so a row
-  keeps its key across releases however the file is sorted.
+  keeps its key across releases however the file is sorted; Metapsy's ``.id`` is kept in the
+  layout record (below), not on the result.
 - moderators: every other column of the file (Metapsy's computed ``.``-columns such as
   ``.g`` included; not the row id ``.id``, kept as the result's notes), at study level when
   it is constant within the loaded rows of every study, else at effect level; numeric when
@@ -497,8 +498,9 @@ def metapsy_sheets(
             "arm2_key": a2,
         }
     )
-    # .id is not stored: Metapsy rebuilds it from the row's content (weeks, names) in every
-    # release, so keeping it would make every row of a new release a changed record
+    # Metapsy's row label .id is rebuilt from the row's content by every release: it is kept
+    # in the review's layout record (metapsy_layout.layout_text), not on the result, so that a
+    # release which only relabels a row changes no result
     results["notes"] = None
     for c in _RESULT_STATS:
         results[c] = np.nan
@@ -566,6 +568,7 @@ class MetapsyImport:
     effect_source: str = "computed"
     from_file: int = 0
     risk_of_bias: str = ""
+    ignored: tuple[str, ...] = ()  # columns left out by the curator (ignore_columns)
 
     def __str__(self) -> str:
         lines = [
@@ -592,6 +595,8 @@ class MetapsyImport:
             )
         if self.repaired:
             lines.append(f"{len(self.repaired)} text cells were decoded back from mojibake")
+        if self.ignored:
+            lines.append("columns left out (--ignore-column): " + ", ".join(self.ignored))
         if self.effect_source == "file":
             lines.append(f"effect sizes: the file's .g/.g_se on {self.from_file} rows "
                          f"(--effect-source file)")  # fmt: skip
@@ -617,7 +622,7 @@ class MetapsyImport:
             "not_binary": list(self.not_binary),
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
             "effect_source": self.effect_source, "from_file": self.from_file,
-            "risk_of_bias": self.risk_of_bias,
+            "risk_of_bias": self.risk_of_bias, "ignored": list(self.ignored),
         }  # fmt: skip
 
 
@@ -642,6 +647,7 @@ def import_metapsy(
     events: str | None = None,
     measure: str = "SMD",
     effect_source: str = "computed",
+    ignore_columns: tuple[str, ...] = (),
 ) -> MetapsyImport:
     """Load a Metapsy file into a review of the database (module docstring).
 
@@ -677,6 +683,9 @@ def import_metapsy(
         statistics; ``"file"``: the stored effect sizes (what views pool) are the file's
         ``.g`` and ``.g_se`` squared, oriented as ``precalc_g`` (rows without ``.g`` are
         computed); recorded in the review's description.
+    ignore_columns
+        Moderator columns not to import (a column damaged throughout); listed in the report,
+        written empty by an export.
 
     Raises
     ------
@@ -693,7 +702,8 @@ def import_metapsy(
                               f"not {direction!r}")  # fmt: skip
     if sign not in SIGNS:
         raise ValidationError(f"sign must be one of {', '.join(SIGNS)}, not {sign!r}")
-    mf = read_metapsy(path, skip_invalid=skip_invalid, repair_text=repair_text)
+    mf = read_metapsy(path, skip_invalid=skip_invalid, repair_text=repair_text,
+                      ignore_columns=tuple(ignore_columns))  # fmt: skip
     frame, file = mf.frame, Path(path).name
     used_sign = infer_sign(frame) if sign == "auto" else sign
     review = review or review_name(path)
@@ -764,7 +774,7 @@ def import_metapsy(
         renames=tuple(renames), readings=tuple(readings), measure=measure,
         not_binary=not_binary,
         effect_source=effect_source, from_file=extras.from_file,
-        risk_of_bias=extras.rob_note,
+        risk_of_bias=extras.rob_note, ignored=mf.ignored,
     )  # fmt: skip
 
 
