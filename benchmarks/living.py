@@ -31,6 +31,7 @@ from evidence.config import project_root
 from evidence.db.engine import get_engine, write_transaction
 from evidence.db.migrate import upgrade
 from evidence.ingest.codebook import load_codebook
+from evidence.stats.escalc import escalc
 from evidence.views import create_view, refresh_affected, stale_views
 from evidence.views.refresh import refresh_views
 
@@ -60,6 +61,17 @@ def build(engine: sa.Engine, n_effects: int, seed: int = 1) -> None:
         "email": "low",
     }
     ages = ["adolescents", "young_adults", "adults", "older_adults"]
+    yi = rng.normal(0.4, 0.3, n_effects)  # mean difference of two arms of 50 with SD 1
+    # the effect sizes the store computes from those records (Hedges' g, vtype LS)
+    g = escalc(
+        "SMD",
+        m1i=yi,
+        sd1i=np.ones(n_effects),
+        n1i=np.full(n_effects, 50.0),
+        m2i=np.zeros(n_effects),
+        sd2i=np.ones(n_effects),
+        n2i=np.full(n_effects, 50.0),
+    )
     with write_transaction(engine, message="benchmark: SIMULATED data") as (conn, _):
         rid = conn.execute(
             sa.text(
@@ -101,7 +113,10 @@ def build(engine: sa.Engine, n_effects: int, seed: int = 1) -> None:
             ],
         )
         conn.execute(
-            sa.text("INSERT INTO arm (id, study_id, arm_key, role) VALUES (:id, :s, :k, :role)"),
+            sa.text(
+                "INSERT INTO arm (id, study_id, arm_key, label, role)"
+                " VALUES (:id, :s, :k, :k, :role)"
+            ),
             [
                 {
                     "id": 2 * i + j + 1,
@@ -115,8 +130,8 @@ def build(engine: sa.Engine, n_effects: int, seed: int = 1) -> None:
         )
         conn.execute(
             sa.text(
-                "INSERT INTO outcome (id, study_id, outcome_key, domain, direction)"
-                " VALUES (:id, :s, 'o1', :d, 'higher')"
+                "INSERT INTO outcome (id, study_id, outcome_key, domain, construct, direction)"
+                " VALUES (:id, :s, 'o1', :d, 'wellbeing', 'higher')"
             ),
             [
                 {"id": i + 1, "s": i + 1, "d": ("physical", "mental")[i % 2 == 0 and i % 3 != 0]}
@@ -133,7 +148,8 @@ def build(engine: sa.Engine, n_effects: int, seed: int = 1) -> None:
         conn.execute(
             sa.text(
                 "INSERT INTO result (id, study_id, result_key, outcome_id, timepoint_id, arm1_id,"
-                " arm2_id) VALUES (:id, :s, :k, :s, :s, :a1, :a2)"
+                " arm2_id, n1i, m1i, sd1i, n2i, m2i, sd2i)"
+                " VALUES (:id, :s, :k, :s, :s, :a1, :a2, 50, :y, 1, 50, 0, 1)"
             ),
             [
                 {
@@ -142,12 +158,11 @@ def build(engine: sa.Engine, n_effects: int, seed: int = 1) -> None:
                     "k": f"r{e % PER_STUDY + 1}",
                     "a1": 2 * (e // PER_STUDY) + 1,
                     "a2": 2 * (e // PER_STUDY) + 2,
+                    "y": float(yi[e]),
                 }
                 for e in range(n_effects)
             ],
         )
-        yi = rng.normal(0.4, 0.3, n_effects)
-        vi = rng.uniform(0.01, 0.1, n_effects)
         conn.execute(
             sa.text(
                 "INSERT INTO effect_size (result_id, measure, yi, vi, cluster, computed_at)"
@@ -156,8 +171,8 @@ def build(engine: sa.Engine, n_effects: int, seed: int = 1) -> None:
             [
                 {
                     "r": e + 1,
-                    "y": float(yi[e]),
-                    "v": float(vi[e]),
+                    "y": float(g.yi[e]),
+                    "v": float(g.vi[e]),
                     "c": f"SIM-{e // PER_STUDY + 1:06d}",
                 }
                 for e in range(n_effects)
@@ -319,9 +334,10 @@ def _insert_effect(conn: sa.Connection, *, study: int, key: str, yi: float) -> N
     new = conn.execute(
         sa.text(
             "INSERT INTO result (study_id, result_key, outcome_id, timepoint_id, arm1_id,"
-            " arm2_id) VALUES (:s, :k, :s, :s, :a1, :a2) RETURNING id"
+            " arm2_id, n1i, m1i, sd1i, n2i, m2i, sd2i)"
+            " VALUES (:s, :k, :s, :s, :a1, :a2, 50, :y, 1, 50, 0, 1) RETURNING id"
         ),
-        {"s": study, "k": key, "a1": 2 * study - 1, "a2": 2 * study},
+        {"s": study, "k": key, "a1": 2 * study - 1, "a2": 2 * study, "y": yi},
     ).scalar_one()
     conn.execute(
         sa.text(

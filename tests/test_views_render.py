@@ -43,3 +43,10 @@ def test_a_wide_terminal_shows_every_column_and_a_narrow_one_says_what_is_left_o
     wide, narrow = _render(160), _render(80)
     assert "-0.02 to 1.12" in wide and "I2=78.5%" in wide and "QM=1.251" in wide
     assert "I2=78.5%" not in narrow and "--json" in narrow
+
+
+def test_an_interval_bound_that_rounds_to_zero_prints_without_a_minus_sign() -> None:
+    from evidence.views.render import _interval
+
+    assert _interval(-0.0012, 1.1234) == "0.00 to 1.12"
+    assert _interval(-0.0051, 0.5) == "-0.01 to 0.50"

@@ -16,7 +16,8 @@ __all__ = ["results_rich_table"]
 def _n(x: Any, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
-    return f"{x:.{digits}f}"
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.00"
 
 
 def _interval(lb: Any, ub: Any) -> str:
