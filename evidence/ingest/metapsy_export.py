@@ -25,6 +25,7 @@ from evidence.ingest.metapsy_layout import (
     layout_of,
     neutralise,
     number_text,
+    positions,
     restore,
     text_check,
 )
@@ -243,19 +244,20 @@ def _verbatim(out: pd.DataFrame, at: np.ndarray, layout: dict[str, Any]) -> pd.D
             return None
         return i, out.columns.get_loc(column), out[column].iat[i] or ""
 
-    for column, texts in layout.get("numbers", {}).items():
-        for how, positions in texts.items():
-            for p in positions:
+    for column, hows in layout.get("numbers", {}).items():
+        for how, at_runs in hows.items():
+            for p in positions(at_runs):
                 if (at_cell := cell(column, p)) and (x := _number(at_cell[2])) is not None:
                     text = number_text(x, how)
                     if _number(text) == x:  # the stored number (a changed one stays as is)
                         out.iat[at_cell[0], at_cell[1]] = text
-    for column, entries in layout.get("padded", {}).items():
-        for p, pad, check in entries:
-            at_cell = cell(column, p)
-            if at_cell and text_check(stored := restore(at_cell[2])) == check:
-                lead, trail = pad.split("|")
-                out.iat[at_cell[0], at_cell[1]] = neutralise(lead + stored + trail)
+    for column, pads in layout.get("padded", {}).items():
+        for pad, at_runs in pads.items():
+            lead, trail, check = pad.split("|")
+            for p in positions(at_runs):
+                at_cell = cell(column, p)
+                if at_cell and text_check(stored := restore(at_cell[2])) == check:
+                    out.iat[at_cell[0], at_cell[1]] = neutralise(lead + stored + trail)
     return out
 
 

@@ -52,6 +52,8 @@ __all__ = [
     "layout_of",
     "layout_text",
     "neutralise",
+    "positions",
+    "runs",
     "number_text",
     "restore",
     "rob_sheet",
@@ -203,31 +205,51 @@ def layout_text(mf: Any, rows: pd.DataFrame, left_out: np.ndarray) -> str:
 def _verbatim(cells: Any, rows: list[int]) -> dict[str, Any]:
     """The layout's record of the *cells* (file row, column, text) the store does not give
     back as they are (:attr:`~evidence.ingest.metapsy.MetapsyFile.verbatim_cells`), by their
-    positions in *rows* (the layout's rows), compactly:
+    positions in *rows* (the layout's rows, as :func:`runs`), compactly:
 
     - ``numbers``: column -> how the file writes a number -> its positions; ``%,2`` is two
       decimals after a decimal comma (``0,50``), ``%.16`` sixteen after a point
       (``5.0999999999999996``), anything else the file's text (``1e-05``, `` 3``);
-    - ``padded``: column -> ``[position, "LEAD|TRAIL", check]`` for text with leading or
+    - ``padded``: column -> ``LEAD|TRAIL|check`` -> positions, for text with leading or
       trailing blanks: the blanks around the text the store holds, and :func:`text_check`
       of that text (the export pads only a value a curator has not changed since).
     """
     position = {r: i for i, r in enumerate(rows)}
-    numbers: dict[str, dict[str, list[int]]] = {}
-    padded: dict[str, list[list[Any]]] = {}
+    found: dict[str, dict[str, dict[str, list[int]]]] = {"numbers": {}, "padded": {}}
     for row, column, text in cells:
         if row not in position:
             continue
         core = text.strip()
         if (x := _number(core)) is not None:
+            kind = "numbers"
             key = next((k for k in (_decimals(text, ","), _decimals(text, "."))
                         if number_text(x, k) == text), text)  # fmt: skip
-            numbers.setdefault(column, {}).setdefault(key, []).append(position[row])
         else:
+            kind = "padded"
             lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
-            padded.setdefault(column, []).append([position[row], f"{lead}|{trail}",
-                                                  text_check(core)])  # fmt: skip
-    return {k: v for k, v in (("numbers", numbers), ("padded", padded)) if v}
+            key = f"{lead}|{trail}|{text_check(core)}"
+        found[kind].setdefault(column, {}).setdefault(key, []).append(position[row])
+    return {kind: {c: {k: runs(p) for k, p in keys.items()} for c, keys in by.items()}
+            for kind, by in found.items() if by}  # fmt: skip
+
+
+def runs(positions: list[int]) -> list[Any]:
+    """Ascending *positions* with each run of three or more as ``[first, last]``."""
+    out: list[Any] = []
+    for p in positions:
+        last = out[-1] if out else None
+        if isinstance(last, list) and last[1] == p - 1:
+            last[1] = p
+        elif out[-2:] == [p - 2, p - 1]:
+            out[-2:] = [[p - 2, p]]
+        else:
+            out.append(p)
+    return out
+
+
+def positions(runs: list[Any]) -> list[int]:
+    """The positions of :func:`runs`."""
+    return [p for r in runs for p in (range(r[0], r[1] + 1) if isinstance(r, list) else [r])]
 
 
 def _decimals(text: str, sep: str) -> str:
