@@ -22,7 +22,7 @@ from evidence.cli import app
 from evidence.db.engine import get_engine
 from evidence.db.migrate import upgrade
 from evidence.errors import ValidationError
-from evidence.ingest.metapsy import NUMERIC_COLUMNS, unmojibake
+from evidence.ingest.metapsy import unmojibake
 from evidence.ingest.metapsy_export import export_metapsy
 from evidence.ingest.metapsy_layout import restore
 from evidence.ingest.metapsy_store import import_metapsy
@@ -57,17 +57,11 @@ def _number(cells: pd.Series) -> pd.Series:
 
 
 def _differences(original: pd.DataFrame, exported: pd.DataFrame) -> dict[str, int]:
-    """Cells that differ: text identical (up to surrounding blanks, which the coding-sheet
-    reader strips), numbers of the standard's numeric columns equal as numbers (and ``NR``,
-    not reported, where the file has it)."""
+    """Cells whose text differs (exactly: blanks around text and a number's own form, such
+    as ``0,50`` or ``8,0``, included)."""
     out = {}
     for col in original.columns:
-        a, b = original[col].str.strip(), exported[col].str.strip()
-        if col in NUMERIC_COLUMNS:
-            x, y = _number(a), _number(b)
-            bad = ~((x == y) | (x.isna() & y.isna())) | (a.eq("NR") != b.eq("NR"))
-        else:
-            bad = a != b
+        bad = original[col] != exported[col]
         if bad.any():
             out[col] = int(bad.sum())
     return out
@@ -297,3 +291,44 @@ def test_cli_effect_source_and_export_effects(url: str, tmp_path: Path) -> None:
     assert res.exit_code == 0 and "the store's, in the metapsy sign convention" in res.output
     # the file's columns in its order, then the stored effect sizes it did not have
     assert list(_text(out).columns) == [*ROB_HEADER.split(";"), ".g", ".g_se"]
+
+
+PADDED_HEADER = "study;condition_arm1;condition_arm2;outcome_type;instrument;time;" \
+    "mean_arm1;sd_arm1;n_arm1;mean_arm2;sd_arm2;n_arm2;note"  # fmt: skip
+PADDED_ROWS = [  # text with blanks around it, numbers in the file's own form
+    '"A, 2001";"cbt";"wl";"msd";"BDI";"post";10,50;5.0;30;14;6,00;30;" padded "',
+    '"B, 2002";"cbt";"wl";"msd";"BDI";"post";11;5;30;14,0;6;30;"kept\u00a0"',
+    '"C, 2003";"cbt";"wl";"msd";"BDI";"post";12;5;30;1e1;6;30;"=SUM(A1) "',
+]
+
+
+def test_export_gives_back_blanks_around_text_and_numbers_as_the_file_wrote_them(
+    migrated_db_url: str, tmp_path: Path
+) -> None:
+    url = migrated_db_url
+    path = tmp_path / "padded-demo__v1.0.0.csv"
+    path.write_text("\n".join([PADDED_HEADER, *PADDED_ROWS]) + "\n", encoding="utf-8")
+    import_metapsy(path, direction="lower", database=url)
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / path.name  # the same review
+    export_metapsy(out, database=url)
+    original, exported = _text(path), _text(out)
+    assert exported["note"].tolist() == [" padded ", "kept\u00a0", "'=SUM(A1) "]  # guarded
+    assert _differences(original, exported.map(restore)) == {}
+    again = import_metapsy(out, direction="lower", database=url)
+    assert not again.ingest.changed  # the export reads back to the same records and layout
+    # a curator changes values since: the stored value is written, as the store holds it
+    engine = get_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE result SET m1i = 10.125 WHERE m1i = 10.5")
+            conn.exec_driver_sql(
+                "UPDATE moderator_value SET value_text = 'changed' WHERE value_text = 'padded'"
+            )
+    finally:
+        engine.dispose()
+    export_metapsy(out, database=url)
+    exported = _text(out)
+    assert exported["mean_arm1"].tolist() == ["10,125", "11", "12"]  # not "10,12"
+    assert exported["note"].tolist() == ["changed", "kept\u00a0", "'=SUM(A1) "]
+    assert exported["sd_arm1"].tolist() == ["5.0", "5", "5"]  # unchanged cells keep their form

@@ -140,6 +140,11 @@ class MetapsyFile:
         The columns whose missing cells the file writes as blanks rather than ``NA``.
     not_reported_cells
         (file row, column) of every numeric cell coded ``NR``.
+    verbatim_cells
+        (file row, column, text) of every cell whose text the store does not give back as
+        it is: text with leading or trailing blanks (the store keeps it stripped) and a
+        number of a numeric column written otherwise than :func:`_fmt` writes it
+        (``0,50``, ``8,0``, ``0.76``).
     ignored
         Columns the curator chose not to import (``ignore_columns``): kept in ``columns``,
         so an export writes them, empty.
@@ -155,6 +160,7 @@ class MetapsyFile:
     row_names: bool = False
     blank_columns: tuple[str, ...] = ()
     not_reported_cells: tuple[tuple[int, str], ...] = ()
+    verbatim_cells: tuple[tuple[int, str, str], ...] = ()
     ignored: tuple[str, ...] = ()
 
     @property
@@ -451,8 +457,26 @@ def read_metapsy(
             (int(i) + 2, c) for c in raw.columns if c in NUMERIC_COLUMNS
             for i in np.flatnonzero(raw[c].astype("string").str.strip().eq("NR").fillna(False))
         ),  # fmt: skip
+        verbatim_cells=_verbatim_cells(raw),
         row_names=row_names,
     )
+
+
+def _verbatim_cells(raw: pd.DataFrame) -> tuple[tuple[int, str, str], ...]:
+    """(file row, column, text) of the cells of *raw* (text as read) that the store does not
+    give back as they are (:attr:`MetapsyFile.verbatim_cells`)."""
+    out = []
+    for col in raw.columns:
+        text = raw[col].astype("string")
+        stripped = text.str.strip()
+        differs = (text != stripped).fillna(False).astype(bool)
+        if col in NUMERIC_COLUMNS:
+            number = pd.to_numeric(stripped.str.replace(",", ".", regex=False), errors="coerce")
+            written = pd.Series([_fmt(x) for x in number.to_numpy(dtype=float, na_value=np.nan)],
+                                index=raw.index, dtype="string")  # fmt: skip
+            differs |= (number.notna() & (stripped != written)).fillna(False).astype(bool)
+        out += [(int(i) + 2, col, str(text.iat[i])) for i in np.flatnonzero(differs.to_numpy())]
+    return tuple(out)
 
 
 def _read_raw(path: Path) -> pd.DataFrame:

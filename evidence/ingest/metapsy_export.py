@@ -18,7 +18,17 @@ import sqlalchemy as sa
 from evidence.db.models import metadata
 from evidence.errors import NotFoundError, ValidationError
 from evidence.ingest.metapsy import _fmt
-from evidence.ingest.metapsy_layout import MODEL_OF, NR_TEXT, REST_TEXT, layout_of, neutralise
+from evidence.ingest.metapsy_layout import (
+    MODEL_OF,
+    NR_TEXT,
+    REST_TEXT,
+    layout_of,
+    neutralise,
+    number_text,
+    positions,
+    restore,
+    text_check,
+)
 from evidence.ingest.metapsy_store import (
     _BASELINE,
     _FORMULA_TYPE,
@@ -182,19 +192,22 @@ def _export_frame(conn: sa.Connection, review: str | None, sign: str, effects: s
     if layout is not None:  # a column the file had empty on every loaded row: empty again
         for col in set(out.columns) - imported - _MODELLED - set(keep):
             out[col] = None
-        out = _in_layout(out, db, layout, keep)
+        out, at = _in_layout(out, db, layout, keep)
     out = _as_text(out)
     for col in layout.get("blank", ()) if layout is not None else ():
         out[col] = out[col].astype(object).where(out[col].notna(), "")
+    if layout is not None:
+        out = _verbatim(out, at, layout)
     return out, name, left_out, layout is not None
 
 
 def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any],
-               store: tuple[str, ...]) -> pd.DataFrame:  # fmt: skip
+               store: tuple[str, ...]) -> tuple[pd.DataFrame, np.ndarray]:  # fmt: skip
     """*out* with the imported file's columns in its order and its rows in its order, the
     rows the store could not hold (no effect data) back in their places (rows the file did
     not have, added to the review since, at the end); the *store* columns (the stored effect
-    sizes) are added at the end when the file had none."""
+    sizes) are added at the end when the file had none. Also returns each row's position
+    in the layout's rows (``len(rows)`` for a row the file did not have)."""
     entries = layout["rows"]
     position = {tuple(e[:2]): i for i, e in enumerate(entries) if isinstance(e, list)}
     keys = list(zip(db["study_key"], db["result_key"], strict=True))
@@ -208,11 +221,51 @@ def _in_layout(out: pd.DataFrame, db: pd.DataFrame, layout: dict[str, Any],
         _at=[i for i, _ in kept], _study="", _key="")  # fmt: skip
     out = pd.concat([loaded, unloaded], ignore_index=True) if kept else loaded
     out = out.sort_values(["_at", "_study", "_key"], kind="stable")
+    at = out["_at"].to_numpy(dtype=int)
     columns = layout["columns"] + [c for c in store[:2] if c not in layout["columns"]]
     out = out.reset_index(drop=True).reindex(columns=columns)
     if layout.get("row_names"):
         out.insert(0, "", [str(i) for i in range(1, len(out) + 1)])
+    return out, at
+
+
+def _verbatim(out: pd.DataFrame, at: np.ndarray, layout: dict[str, Any]) -> pd.DataFrame:
+    """*out* (cells as text) with the imported file's own text of the cells its layout
+    records (:func:`~evidence.ingest.metapsy_layout.layout_text`): a number as the file
+    wrote it (``0,50``) where that text is still the stored number, text with its leading
+    and trailing blanks where the stored text is still the file's; a value a curator changed
+    since is written as stored. *at*: each row's position in the layout's rows."""
+    row_of = {int(p): i for i, p in enumerate(at)}
+
+    def cell(column: str, p: int) -> tuple[int, int, str] | None:
+        """(row, column index, exported text or "") of a recorded cell still exported."""
+        i = row_of.get(p)
+        if column not in out.columns or i is None:
+            return None
+        return i, out.columns.get_loc(column), out[column].iat[i] or ""
+
+    for column, hows in layout.get("numbers", {}).items():
+        for how, at_runs in hows.items():
+            for p in positions(at_runs):
+                if (at_cell := cell(column, p)) and (x := _number(at_cell[2])) is not None:
+                    text = number_text(x, how)
+                    if _number(text) == x:  # the stored number (a changed one stays as is)
+                        out.iat[at_cell[0], at_cell[1]] = text
+    for column, pads in layout.get("padded", {}).items():
+        for pad, at_runs in pads.items():
+            lead, trail, check = pad.split("|")
+            for p in positions(at_runs):
+                at_cell = cell(column, p)
+                if at_cell and text_check(stored := restore(at_cell[2])) == check:
+                    out.iat[at_cell[0], at_cell[1]] = neutralise(lead + stored + trail)
     return out
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip().replace(",", "."))
+    except ValueError:
+        return None
 
 
 def _as_text(out: pd.DataFrame) -> pd.DataFrame:

@@ -12,8 +12,11 @@ lossless):
 - numeric cells coded ``NR`` (not reported; read as missing) are a text moderator described
   ``Metapsy column baseline_m_arm1, cells coded NR``;
 - the file's column order, whether it began with R's unnamed row-name column, the columns
-  whose missing cells it writes as blanks, and the order of its rows (as study and result
-  keys) are the :data:`LAYOUT` record in the description of the codebook's results sheet.
+  whose missing cells it writes as blanks, the order of its rows (as study and result
+  keys), and the file's own text of the cells the store does not give back as they are
+  (text with leading or trailing blanks, which the coding-sheet reader strips; numbers
+  written ``0,50``, ``8,0`` or ``0.76`` where the export writes ``0,5``, ``8``, ``0,76``)
+  are the :data:`LAYOUT` record in the description of the codebook's results sheet.
 
 Risk of bias (:func:`rob_sheet`): Metapsy's ``rob`` column, and domain columns such as
 ``d1``..``d5`` or ``rob_domain1``.., become the ``risk_of_bias`` sheet (tool ``metapsy-rob``),
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from typing import Any
 
 import numpy as np
@@ -48,8 +52,12 @@ __all__ = [
     "layout_of",
     "layout_text",
     "neutralise",
+    "positions",
+    "runs",
+    "number_text",
     "restore",
     "rob_sheet",
+    "text_check",
     "verbatim_columns",
     "with_residuals",
 ]
@@ -190,7 +198,75 @@ def layout_text(mf: Any, rows: pd.DataFrame, left_out: np.ndarray) -> str:
         "blank": list(mf.blank_columns),
         "rows": [entries[r] for r in sorted(entries)],
     }
+    record |= _verbatim(mf.verbatim_cells, sorted(entries))
     return LAYOUT + json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def _verbatim(cells: Any, rows: list[int]) -> dict[str, Any]:
+    """The layout's record of the *cells* (file row, column, text) the store does not give
+    back as they are (:attr:`~evidence.ingest.metapsy.MetapsyFile.verbatim_cells`), by their
+    positions in *rows* (the layout's rows, as :func:`runs`), compactly:
+
+    - ``numbers``: column -> how the file writes a number -> its positions; ``%,2`` is two
+      decimals after a decimal comma (``0,50``), ``%.16`` sixteen after a point
+      (``5.0999999999999996``), anything else the file's text (``1e-05``, `` 3``);
+    - ``padded``: column -> ``LEAD|TRAIL|check`` -> positions, for text with leading or
+      trailing blanks: the blanks around the text the store holds, and :func:`text_check`
+      of that text (the export pads only a value a curator has not changed since).
+    """
+    position = {r: i for i, r in enumerate(rows)}
+    found: dict[str, dict[str, dict[str, list[int]]]] = {"numbers": {}, "padded": {}}
+    for row, column, text in cells:
+        if row not in position:
+            continue
+        core = text.strip()
+        if (x := _number(core)) is not None:
+            kind = "numbers"
+            key = next((k for k in (_decimals(text, ","), _decimals(text, "."))
+                        if number_text(x, k) == text), text)  # fmt: skip
+        else:
+            kind = "padded"
+            lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+            key = f"{lead}|{trail}|{text_check(core)}"
+        found[kind].setdefault(column, {}).setdefault(key, []).append(position[row])
+    return {kind: {c: {k: runs(p) for k, p in keys.items()} for c, keys in by.items()}
+            for kind, by in found.items() if by}  # fmt: skip
+
+
+def runs(positions: list[int]) -> list[Any]:
+    """Ascending *positions* with each run of three or more as ``[first, last]``."""
+    out: list[Any] = []
+    for p in positions:
+        last = out[-1] if out else None
+        if isinstance(last, list) and last[1] == p - 1:
+            last[1] = p
+        elif out[-2:] == [p - 2, p - 1]:
+            out[-2:] = [[p - 2, p]]
+        else:
+            out.append(p)
+    return out
+
+
+def positions(runs: list[Any]) -> list[int]:
+    """The positions of :func:`runs`."""
+    return [p for r in runs for p in (range(r[0], r[1] + 1) if isinstance(r, list) else [r])]
+
+
+def _decimals(text: str, sep: str) -> str:
+    return f"%{sep}{len(text) - text.index(sep) - 1 if sep in text else 0}"
+
+
+def number_text(x: float, how: str) -> str:
+    """The number *x* written as recorded (:func:`_verbatim`): ``how`` is ``%,2`` (two
+    decimals after a comma), ``%.16`` (sixteen after a point) or the text itself."""
+    if not how.startswith("%"):
+        return how
+    return format(x, f".{int(how[2:])}f").replace(".", how[1])
+
+
+def text_check(text: str) -> str:
+    """A short check of a stored text (CRC-32, hex): whether it is still the file's."""
+    return f"{zlib.crc32(text.encode('utf-8')):08x}"
 
 
 def _text(value: Any) -> str | None:
