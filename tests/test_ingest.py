@@ -29,9 +29,13 @@ from _ingest_data import (
 from typer.testing import CliRunner
 
 from evidence.cli import app
+from evidence.db.engine import get_engine
 from evidence.db.migrate import upgrade
+from evidence.errors import ValidationError
 from evidence.ingest.codebook import parse_codebook
 from evidence.ingest.loader import apply_codebook, ingest
+from evidence.stats import rma
+from evidence.views import create_plan_views, show_view
 
 # metafor 3.8-1: escalc(measure="RR", ai=tpos, bi=tneg, ci=cpos, di=cneg, data=dat.bcg)
 BCG_YI = [-0.88931133392020545, -1.5853886572014306, -1.3480731482996933, -1.4415511900213054,
@@ -116,6 +120,75 @@ def test_ingest_loads_bcg_with_metafor_log_risk_ratios_flipped_to_benefit(
         "moderator m ON m.id = v.moderator_id GROUP BY m.name ORDER BY m.name",
     )
     assert [tuple(m) for m in mods] == [("ablat", 13), ("alloc", 13)]
+
+
+def _bcg_reported(tmp_path: Path, **cells: float) -> tuple[Path, object]:
+    """The BCG seed whose first trial (results row 2) has no 2x2 table but *cells* of a reported
+    log risk ratio, and the BCG codebook with the ``yi_reported``/``vi_reported`` columns."""
+    raw = yaml.safe_load(BCG_CODEBOOK.read_text())
+    for col in ("yi_reported", "vi_reported"):
+        raw["sheets"]["results"]["columns"][col] = {"type": "numeric"}
+    seed = tmp_path / "bcg"
+    seed.mkdir()
+    for sheet in BCG_SEED.glob("*.csv"):
+        (seed / sheet.name).write_bytes(sheet.read_bytes())
+    results = pd.read_csv(BCG_SEED / "results.csv", dtype=str, keep_default_na=False)
+    results.loc[0, ["event1i", "n1i", "event2i", "n2i"]] = ""
+    for col in ("yi_reported", "vi_reported"):
+        results[col] = ""
+        results.loc[0, col] = repr(cells[col]) if col in cells else ""
+    results.to_csv(seed / "results.csv", index=False)
+    return seed, parse_codebook(raw, "bcg.yaml + reported columns")
+
+
+def test_a_reported_log_rr_stands_in_for_the_2x2_table_as_given_and_is_pooled(
+    migrated_db_url: str, tmp_path: Path
+) -> None:
+    # BCG-01 reports only metafor's log risk ratio and variance (no events): the store takes
+    # them as given, flips them like the events of the other trials, and the overall view
+    # pools all 13 to metafor's dat.bcg REML estimate
+    seed, codebook = _bcg_reported(tmp_path, yi_reported=BCG_YI[0], vi_reported=BCG_VI[0])
+    ingest([seed], codebook=codebook, database=migrated_db_url)
+    rows = query(migrated_db_url, "SELECT s.study_key, e.yi, e.vi, e.flipped, e.formula, "
+                 "e.inputs FROM effect_size e JOIN result r ON r.id = e.result_id JOIN study s"
+                 " ON s.id = r.study_id ORDER BY s.study_key")  # fmt: skip
+    first = rows[0]
+    assert first.study_key == "BCG-01" and (first.formula, bool(first.flipped)) == (
+        "RR:reported", True)  # fmt: skip
+    assert (first.yi, first.vi) == pytest.approx((-BCG_YI[0], BCG_VI[0]), abs=1e-12)
+    assert json.loads(first.inputs) == {"yi_reported": BCG_YI[0], "vi_reported": BCG_VI[0]}
+    assert {r.formula for r in rows[1:]} == {"RR:events"}
+    engine = get_engine(migrated_db_url)
+    try:
+        create_plan_views(engine, codebook)
+        overall = show_view(engine, "overall")
+    finally:
+        engine.dispose()
+    expected = rma([-y for y in BCG_YI], BCG_VI, method="REML")
+    assert overall.k_effects == 13
+    assert overall.headline["estimate"] == pytest.approx(float(expected.beta[0]), abs=1e-8)
+    assert overall.headline["tau2"] == pytest.approx(float(expected.tau2), abs=1e-8)
+    assert overall.headline["estimate"] == pytest.approx(0.7145, abs=5e-5)  # metafor, 4 dp
+
+
+@pytest.mark.parametrize(
+    ("cells", "column", "rule"),
+    [({"yi_reported": -0.89}, "vi_reported", "yi_reported is given without vi_reported"),
+     ({"vi_reported": 0.33}, "yi_reported", "vi_reported is given without yi_reported"),
+     ({"yi_reported": -0.89, "vi_reported": 0.0}, "vi", "sampling variance must be finite "
+      "and > 0; RR:reported from"),
+     ({"yi_reported": -12.0, "vi_reported": 0.3}, "yi", r"implausible effect size: \|log RR\| "
+      "= 12 exceeds 10; RR:reported from")],
+)  # fmt: skip
+def test_a_half_or_implausible_reported_log_rr_is_refused_naming_the_cell(
+    sqlite_url: str, tmp_path: Path, cells: dict, column: str, rule: str
+) -> None:
+    upgrade(sqlite_url)
+    seed, codebook = _bcg_reported(tmp_path, **cells)
+    with pytest.raises(ValidationError, match=rule) as caught:
+        ingest([seed], codebook=codebook, database=sqlite_url)
+    assert [(f["row"], f["column"]) for f in caught.value.failures] == [(2, column)]
+    assert counts(sqlite_url, "study", "effect_size") == {"study": 0, "effect_size": 0}
 
 
 def test_reingesting_the_same_sheets_changes_nothing(migrated_db_url: str) -> None:

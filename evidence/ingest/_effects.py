@@ -14,11 +14,22 @@ its ``n2i`` (and ``event2i``) divided by ``k`` for each of them (Cochrane Handbo
 ``n_split`` records it. The setting is off by default: the cluster already accounts for the
 dependence in the models of the analysis plan.
 
+Binary outcomes (measure RR, OR or RD)
+-------------------------------------
+A row with a complete 2x2 table (``event1i``, ``n1i``, ``event2i``, ``n2i``) gets escalc's
+log risk ratio, log odds ratio or risk difference (formula ``RR:events``, ...). A row without
+one but with a reported effect size on the measure's scale, ``yi_reported`` with its sampling
+variance ``vi_reported`` (e.g. Metapsy's ``precalc_log_rr`` and its SE squared), takes them
+as given (formula ``RR:reported``, inputs ``yi_reported``/``vi_reported``); a complete table
+comes first. Both are oriented like arm 1 versus arm 2 and negated for an outcome whose lower
+values are better (``flipped``). A row with only one of the two reported numbers is refused
+naming the empty cell.
+
 Plausibility
 ------------
-A computed effect size is refused, with its row, formula and inputs named, when ``yi`` is not
-finite, ``vi`` is not finite and positive, or ``|yi|`` exceeds the measure's bound
-:data:`MAX_ABS_YI` (or the codebook's ``analysis.max_abs_yi``): 10 for a standardized mean
+A computed or reported effect size is refused, with its row, formula and inputs named, when
+``yi`` is not finite, ``vi`` is not finite and positive, or ``|yi|`` exceeds the measure's
+bound :data:`MAX_ABS_YI` (or the codebook's ``analysis.max_abs_yi``): 10 for a standardized mean
 difference (arms ten pooled SDs apart: the distributions do not overlap at all) and for a log
 risk or odds ratio (a ratio beyond e^10 = 22026), 1 for a risk difference. Effect sizes are
 computed with numpy's floating-point warnings off; overflow and division by zero end up as
@@ -46,6 +57,7 @@ __all__ = ["EFFECT_COLUMNS", "MAX_ABS_YI", "clusters", "shared_arm_divisor", "sh
 EFFECT_COLUMNS = ("measure", "yi", "vi", "formula", "inputs", "flipped", "imputed_r",
                   "ri_used", "cluster", "n_split")  # fmt: skip
 _TWO_BY_TWO = ("RR", "OR", "RD")
+_REPORTED = ("yi_reported", "vi_reported")
 #: Largest plausible |yi| per measure (see the module notes); ``analysis.max_abs_yi`` overrides.
 MAX_ABS_YI = {"SMD": 10.0, "SMCR": 10.0, "RR": 10.0, "OR": 10.0, "RD": 1.0}
 _NAMES = {"SMD": "g", "SMCR": "g (SMCR)", "RR": "log RR", "OR": "log OR", "RD": "RD"}
@@ -112,23 +124,27 @@ def _json(d: dict[str, Any]) -> str:
 
 def _two_by_two(res: pd.DataFrame, measure: str, flip: np.ndarray, divisor: np.ndarray,
                 sheet: Sheet) -> tuple[pd.DataFrame, list[dict]]:  # fmt: skip
+    """Log risk (odds) ratios or risk differences: from the 2x2 table (``<measure>:events``),
+    else the reported ``yi_reported``/``vi_reported`` (``<measure>:reported``), both oriented
+    by *flip* (see the module notes)."""
     cols = ("event1i", "n1i", "event2i", "n2i")
-    v = {c: res[c].to_numpy(dtype=float) if c in res else np.full(len(res), np.nan) for c in cols}
+    v = {c: res[c].to_numpy(dtype=float) if c in res else np.full(len(res), np.nan)
+         for c in (*cols, *_REPORTED)}  # fmt: skip
     v["n2i"] = v["n2i"] / divisor
     v["event2i"] = v["event2i"] / divisor
     ok = np.all([~np.isnan(v[c]) for c in cols], axis=0)
-    failures = []
-    for pos in np.flatnonzero(~ok):
-        missing = ", ".join(c for c in cols if np.isnan(v[c][pos]))
-        failures.append(failure(sheet, res[ROW].iat[pos], None, None, f"no effect size can be "
-                                f"computed: {measure} needs {missing}"))  # fmt: skip
-    yi = np.full(len(res), np.nan)
-    vi = np.full(len(res), np.nan)
+    given = {c: ~np.isnan(v[c]) for c in _REPORTED}
+    reported = ~ok & given["yi_reported"] & given["vi_reported"]
+    failures = [_no_effect(res, sheet, measure, v, pos, cols)
+                for pos in np.flatnonzero(~ok & ~reported)]  # fmt: skip
+    yi = np.where(reported, v["yi_reported"], np.nan)
+    vi = np.where(reported, v["vi_reported"], np.nan)
     if ok.any():
         out = escalc(measure, ai=v["event1i"][ok], n1i=v["n1i"][ok], ci=v["event2i"][ok],
                      n2i=v["n2i"][ok])  # fmt: skip
         yi[ok], vi[ok] = out.yi, out.vi
     inputs = [
+        _json({c: float(v[c][i]) for c in _REPORTED}) if reported[i] else
         _json({c: float(v[c][i]) for c in cols} | ({"n2_divisor": float(divisor[i])}
                                                     if divisor[i] != 1 else {}))
         for i in range(len(res))
@@ -138,7 +154,7 @@ def _two_by_two(res: pd.DataFrame, measure: str, flip: np.ndarray, divisor: np.n
             "measure": measure,
             "yi": np.where(flip, -yi, yi),
             "vi": vi,
-            "formula": f"{measure}:events",
+            "formula": np.where(reported, f"{measure}:reported", f"{measure}:events"),
             "inputs": inputs,
             "flipped": flip,
             "imputed_r": False,
@@ -147,6 +163,24 @@ def _two_by_two(res: pd.DataFrame, measure: str, flip: np.ndarray, divisor: np.n
         index=res.index,
     )
     return frame, failures
+
+
+def _no_effect(res: pd.DataFrame, sheet: Sheet, measure: str, v: dict[str, np.ndarray],
+               pos: int, cols: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+    """The failure of a 2x2 row with neither a complete table nor a reported effect size."""
+    name = _NAMES.get(measure, measure)
+    given = [c for c in _REPORTED if not np.isnan(v[c][pos])]
+    if len(given) == 1:  # half a reported effect size: name the empty cell
+        (have,) = given
+        (empty,) = (c for c in _REPORTED if c != have)
+        return failure(sheet, res[ROW].iat[pos], empty, None, f"no effect size can be "
+                       f"computed: {have} is given without {empty} (a reported {name} needs "
+                       f"yi_reported with its sampling variance vi_reported), and the event "
+                       f"counts {', '.join(cols)} are incomplete")  # fmt: skip
+    missing = ", ".join(c for c in cols if np.isnan(v[c][pos]))
+    return failure(sheet, res[ROW].iat[pos], None, None, f"no effect size can be computed: "
+                   f"{measure} needs {missing} (or a reported {name} as yi_reported with its "
+                   "sampling variance vi_reported)")  # fmt: skip
 
 
 def _implausible(frame: pd.DataFrame, res: pd.DataFrame, bound: float | None, sheet: Sheet,
@@ -236,5 +270,6 @@ def _sheet_effects(
         frame["inputs"] = [_json(d) for d in frame["inputs"]]
         frame["ri_used"] = frame["ri_used"].astype("float64")
     frame["cluster"] = clusters(res)
-    frame["n_split"] = div > 1
+    # a reported effect size was not computed from n2i: no split applies to it
+    frame["n_split"] = (div > 1) & ~frame["formula"].astype(str).str.endswith(":reported")
     return frame[list(EFFECT_COLUMNS)], failures

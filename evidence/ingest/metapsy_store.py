@@ -29,10 +29,13 @@ Mapping
   ``n1i``/``n2i``); else events out of ``totaln_arm*``; else ``precalc_g`` with
   ``precalc_g_se`` as a reported effect size (``yi_reported``, ``vi_reported = se^2``).
   Baseline means and SDs are kept. Rows without any effect data carry no effect size and are
-  left out (counted in the report). The result key is built from the row's outcome, time
-  and arms (never from weeks, n or means: :mod:`~evidence.ingest.metapsy_keys`), so a row
-  keeps its key across releases however the file is sorted; Metapsy's ``.id`` is kept in the
-  layout record (below), not on the result.
+  left out (counted in the report). With ``measure="RR"``/``"OR"``
+  (:mod:`~evidence.ingest.metapsy_binary`) the results are the rows with events and, for RR,
+  the rows with ``precalc_log_rr``/``precalc_log_rr_se`` as a reported log risk ratio
+  (``yi_reported``, ``vi_reported = se^2``); the other rows are left out and counted. The
+  result key is built from the row's outcome, time and arms (never from weeks, n or means:
+  :mod:`~evidence.ingest.metapsy_keys`), so a row keeps its key across releases however the
+  file is sorted; Metapsy's ``.id`` is kept in the layout record (below), not on the result.
 - moderators: every other column of the file (Metapsy's computed ``.``-columns such as
   ``.g`` included; not the row id ``.id``, kept as the result's notes), at study level when
   it is constant within the loaded rows of every study, else at effect level; numeric when
@@ -101,8 +104,10 @@ from evidence.ingest.metapsy import (
 from evidence.ingest.metapsy_binary import (
     BINARY_MEASURES,
     MEASURES,
+    REPORTED_FORMULA,
     binary_rows,
     for_log_rr,
+    reported_log_rr,
     with_measure,
 )
 from evidence.ingest.metapsy_keys import Rename, find_renames, record_keys, study_years
@@ -155,7 +160,8 @@ _STAT_MAP = {  # Metapsy column -> result column (per formula, see metapsy_sheet
 _BASELINE = {"baseline_m_arm1": "m1i_pre", "baseline_sd_arm1": "sd1i_pre",
              "baseline_m_arm2": "m2i_pre", "baseline_sd_arm2": "sd2i_pre"}  # fmt: skip
 _FORMULA_TYPE = {"SMD:means": "msd", "SMD:change": "change", "SMD:logOR": "dich",
-                 "precalc": "precalc", "SMD:reported": "precalc"}  # fmt: skip
+                 "precalc": "precalc", "SMD:reported": "precalc",
+                 REPORTED_FORMULA: "dich"}  # fmt: skip
 _RESULT_STATS = ("n1i", "m1i", "sd1i", "n2i", "m2i", "sd2i", "m1i_pre", "sd1i_pre", "m2i_pre",
                  "sd2i_pre", "m1i_change", "sd1i_change", "m2i_change", "sd2i_change",
                  "event1i", "event2i", "yi_reported", "vi_reported")  # fmt: skip
@@ -202,11 +208,13 @@ class _Moderator:
     type: str  # numeric | text
 
 
-def _held(frame: pd.DataFrame, effect_source: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _held(frame: pd.DataFrame, effect_source: str,
+          measure: str = "SMD") -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Where the results hold each statistics column (the rest of a loaded row is kept as a
-    moderator), and which rows are loaded (rows without effect data are not)."""
+    moderator), and which rows are loaded (rows without effect data are not; under measure
+    RR a ``precalc_log_rr`` row is loaded)."""
     formula = metapsy_effect_sizes(frame, formulas="escalc")["g_formula"].to_numpy()
-    loaded = pd.notna(formula)
+    loaded = pd.notna(formula) | ((measure == "RR") & reported_log_rr(frame))
     stats = loaded.copy()
     if effect_source == "file":  # rows whose effect size is the file's keep no statistics
         stats &= ~(~np.isnan(_col(frame, ".g")) & (_col(frame, ".g_se") > 0))
@@ -328,12 +336,15 @@ def metapsy_sheets(
     file: str = "",
     moderators=None,
     events: str | None = None,
+    measure: str = "SMD",
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, np.ndarray]:
     """Coding sheets of a validated Metapsy frame (module docstring).
 
     Returns the sheets, the frame's rows that became results (with their result keys in
     column ``result_key`` and the formula Metapsy's order picks in ``formula``), and the file
-    rows left out because they carry no effect data.
+    rows left out because they carry no effect data. Under ``measure="RR"`` a row whose only
+    effect data is ``precalc_log_rr`` with its SE is a result too (formula ``RR:reported``,
+    oriented as a row with events: :mod:`evidence.ingest.metapsy_binary`).
     """
     if direction not in DIRECTIONS:
         raise ValidationError(f"direction must be one of {', '.join(DIRECTIONS)}, "
@@ -344,6 +355,9 @@ def metapsy_sheets(
         raise ValidationError(f"sign must be metapsy or reversed, not {sign!r}")
     moderators = _moderators(frame) if moderators is None else moderators
     est = metapsy_effect_sizes(frame, sign="metapsy", formulas="escalc")
+    log_rr = (measure == "RR") & est["g_formula"].isna().to_numpy() & reported_log_rr(frame)
+    est.loc[log_rr, "g_formula"] = REPORTED_FORMULA
+    est.loc[log_rr, "g"] = -_col(frame, "precalc_log_rr")[log_rr]  # as Metapsy's event g
     has = est["g_formula"].notna().to_numpy()
     left_out = frame.loc[~has, "file_row"].to_numpy(dtype=int)
     rows = frame[has].copy()
@@ -366,7 +380,7 @@ def metapsy_sheets(
     construct, instrument = txt("outcome_subcategory"), txt("instrument")
     rkeys = keys["result"].tolist()
     rows["result_key"], rows["outcome_key"] = rkeys, ok
-    is_event = (rows["formula"] == "SMD:logOR").to_numpy()
+    is_event = rows["formula"].isin(["SMD:logOR", REPORTED_FORMULA]).to_numpy()
 
     # outcome directions (module docstring): "lower" stores direction=lower for scores
     failures: list[dict] = []
@@ -522,6 +536,11 @@ def metapsy_sheets(
     reported = np.where(lower, -reported, reported) if direction == "file" else reported
     results.loc[pre, "yi_reported"] = reported[pre]
     results.loc[pre, "vi_reported"] = _col(rows, "precalc_g_se")[pre] ** 2
+    # precalc_log_rr as the file gives it (arm 1 against arm 2, unflipped, like the events):
+    # the store flips it by the outcome's direction
+    rr = formula == REPORTED_FORMULA
+    results.loc[rr, "yi_reported"] = _col(rows, "precalc_log_rr")[rr]
+    results.loc[rr, "vi_reported"] = _col(rows, "precalc_log_rr_se")[rr] ** 2
     for src, dst in _BASELINE.items():
         results[dst] = _col(rows, src)
     # effect-level moderators go on the results sheet, study-level ones on the studies sheet
@@ -564,7 +583,7 @@ class MetapsyImport:
     renames: tuple[Rename, ...] = ()
     readings: tuple[dict[str, Any], ...] = ()  # cells read by a rule (a year among several)
     measure: str = "SMD"
-    not_binary: tuple[int, ...] = ()  # rows without event counts (measure RR or OR)
+    not_binary: tuple[int, ...] = ()  # rows without event counts (RR: nor precalc_log_rr)
     effect_source: str = "computed"
     from_file: int = 0
     risk_of_bias: str = ""
@@ -575,9 +594,13 @@ class MetapsyImport:
             f"{self.file}: {self.rows} rows; {self.loaded} loaded as results of review "
             f"{self.review} (direction {self.direction}, .g sign convention {self.sign})",
         ]
-        if self.measure != "SMD":
+        if self.measure == "RR":
+            lines.append(f"measure RR from the event counts (else precalc_log_rr); "
+                         f"{len(self.not_binary)} rows without either were left out")  # fmt: skip
+        elif self.measure != "SMD":
             lines.append(f"measure {self.measure} from the event counts; {len(self.not_binary)}"
-                         f" rows without event counts were left out")  # fmt: skip
+                         f" rows without event counts were left out (the Metapsy standard has"
+                         f" no precalculated log odds ratio)")  # fmt: skip
         for r in self.renames:
             lines.append(f"study renamed: {r.old} -> {r.new} (matched by {r.by})")
         for r in self.readings:
@@ -677,7 +700,9 @@ def import_metapsy(
     measure
         ``"SMD"`` (default: Hedges' g, events as Metapsy's g from the log odds ratio), or
         ``"RR"``/``"OR"``: the review pools log risk (odds) ratios of the rows with event
-        counts (:mod:`evidence.ingest.metapsy_binary`); RR is compared with ``.log_rr``.
+        counts and, for RR, of the rows with ``precalc_log_rr`` and its SE as reported
+        (:mod:`evidence.ingest.metapsy_binary`); RR is compared with ``.log_rr``. Not with
+        ``effect_source="file"`` (the file's ``.g`` is a g).
     effect_source
         ``"computed"`` (default): the store computes every effect size from the row's
         statistics; ``"file"``: the stored effect sizes (what views pool) are the file's
@@ -714,15 +739,28 @@ def import_metapsy(
         raise ValidationError(f"{file}: effect_source 'file' pools the file's .g and .g_se, "
                               "but the file has no .g column")  # fmt: skip
     not_binary: tuple[int, ...] = ()
+    half: list[dict[str, Any]] = []  # precalc_log_rr rows lacking a number (measure RR)
     if measure in BINARY_MEASURES:  # metapsy_binary: the rows with events, as log RR/OR
-        frame, not_binary = binary_rows(frame)
+        if effect_source == "file":
+            raise ValidationError(f"{file}: effect_source 'file' pools the file's .g (Hedges' "
+                                  f"g), not a log {'risk' if measure == 'RR' else 'odds'} "
+                                  f"ratio: give --effect-source computed with --measure "
+                                  f"{measure}")  # fmt: skip
+        frame, not_binary, half = binary_rows(frame, measure, file)
+        if half and not skip_invalid:
+            f = half[0]
+            raise ValidationError(
+                f"{file}: row {f['row']}: {f['column']}: {f['rule']} ({len(half)} failing "
+                f"cells; nothing was written; --skip-invalid (skip_invalid=True) leaves these "
+                f"rows out)", half)  # fmt: skip
 
     def sheets_of(frame: pd.DataFrame) -> tuple:
-        held, loaded = _held(frame, effect_source)
+        held, loaded = _held(frame, effect_source, measure)
         frame = with_not_reported(with_residuals(frame, held), mf.not_reported_cells)
         mods = _moderators(frame, loaded)
         return (*metapsy_sheets(frame, direction=direction, sign=used_sign, file=file,
-                                moderators=mods, events=events), mods, frame)  # fmt: skip
+                                moderators=mods, events=events, measure=measure),
+                mods, frame)  # fmt: skip
 
     try:
         sheets, rows, left_out, mods, frame = sheets_of(frame)
@@ -739,6 +777,7 @@ def import_metapsy(
         sign_text += f"; outcomes with events: {events} events are better"
     if measure != "SMD":
         sign_text += f"; measure {measure} from the event counts"
+        sign_text += " (else precalc_log_rr)" if measure == "RR" else ""
     codebook = metapsy_codebook(review, mods, description=(
         f"Imported from a Metapsy file; direction {direction} "
         f"({_DIRECTION_TEXT[direction]}){sign_text}; {extras.source_text}."),
@@ -769,8 +808,9 @@ def import_metapsy(
         file=file, review=review, direction=direction, sign=used_sign,
         rows=len(mf.frame) + len(mf.skipped), loaded=len(rows),
         no_effect_data=tuple(int(r) for r in left_out),
-        skipped=tuple(sorted({*mf.skipped, *(f["row"] for f in same)})),
-        failures=mf.failures + same, repaired=mf.repaired, ingest=report, comparison=comparison,
+        skipped=tuple(sorted({*mf.skipped, *(f["row"] for f in (*same, *half))})),
+        failures=mf.failures + same + tuple(half), repaired=mf.repaired, ingest=report,
+        comparison=comparison,
         renames=tuple(renames), readings=tuple(readings), measure=measure,
         not_binary=not_binary,
         effect_source=effect_source, from_file=extras.from_file,
