@@ -17,6 +17,7 @@ def test_evidence_help_lists_the_program() -> None:
 
 # --------------------------------------------------------------------------- database URL
 
+
 def _url_params():  # noqa: ANN202
     for name, command in commands():
         for param in command.params:

@@ -141,11 +141,11 @@ def test_plain_sql_insert_gets_an_effect_size_and_an_edited_effect_size_is_recom
         url,
         "INSERT INTO result (study_id, result_key, outcome_id, timepoint_id, arm1_id, arm2_id,"
         " event1i, n1i, event2i, n2i) SELECT study_id, 'r2', outcome_id, timepoint_id, arm1_id,"
-        f" arm2_id, 10, 200, 20, 200 FROM result WHERE {RESULT_1}",
+        f" arm2_id, 10, 120, 20, 130 FROM result WHERE {RESULT_1}",
     )
 
     def edit(rows: list[dict]) -> None:
-        extra = dict(rows[0], result_key="r2", event1i="10", n1i="200", event2i="20", n2i="200")
+        extra = dict(rows[0], result_key="r2", event1i="10", n1i="120", event2i="20", n2i="130")
         rows.append(extra)
 
     expected, yi = reference(tmp_path, edit)

@@ -211,8 +211,13 @@ def test_gambling_release_diff_counts_the_studies_in_and_out_of_the_files(
     upgrade(sqlite_url)
     engine = get_engine(sqlite_url)
     for name in GAMBLING:  # 25.0.0's mean_age lost its decimal separators: left out
-        import_metapsy(VERSIONS / name, direction="lower", database=engine, review="gambling",
-                       ignore_columns=("mean_age",) if "25.0.0" in name else ())
+        import_metapsy(
+            VERSIONS / name,
+            direction="lower",
+            database=engine,
+            review="gambling",
+            ignore_columns=("mean_age",) if "25.0.0" in name else (),
+        )
     old, new = (
         set(pd.read_csv(VERSIONS / n, sep=";", dtype=str, encoding="utf-8")["study"])
         for n in GAMBLING

@@ -54,7 +54,8 @@ def register(app: typer.Typer) -> None:
             show_default=False)] = None,
         measure: Annotated[str, typer.Option(
             "--measure", help="SMD (Hedges' g; events as Metapsy's g), or RR / OR: pool the "
-            "log risk (odds) ratios of the rows with event counts.")] = "SMD",
+            "log risk (odds) ratios of the rows with event counts (RR: also rows with "
+            "precalc_log_rr and its SE).")] = "SMD",
         ignore_column: Annotated[list[str] | None, typer.Option(
             "--ignore-column", help="A moderator column not to import (damaged throughout, "
             "e.g. gambling-psyctr 25.0.0's mean_age); repeat for several.",

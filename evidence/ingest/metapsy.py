@@ -247,13 +247,21 @@ def validate_metapsy(frame: pd.DataFrame, file: str = "") -> list[dict[str, Any]
         )
     check("time_weeks", _col(frame, "time_weeks") >= 0, "time_weeks >= 0")
     if "mean_age" in frame.columns:  # a moderator column: text until the codebook types it
-        age = pd.to_numeric(frame["mean_age"].astype("string").str.strip().str.replace(
-            ",", ".", regex=False), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        age = pd.to_numeric(
+            frame["mean_age"].astype("string").str.strip().str.replace(",", ".", regex=False),
+            errors="coerce",
+        ).to_numpy(dtype=float, na_value=np.nan)
         for i in np.flatnonzero(~np.isnan(age) & ~((age >= 0) & (age <= 120))):
-            failures.append(_failure(
-                file, int(rows[i]), "mean_age", frame["mean_age"].iat[i],
-                "mean_age is an age in years, 0 to 120 (a larger value is a data error, e.g. a "
-                "lost decimal separator; --ignore-column mean_age leaves the column out)"))
+            failures.append(
+                _failure(
+                    file,
+                    int(rows[i]),
+                    "mean_age",
+                    frame["mean_age"].iat[i],
+                    "mean_age is an age in years, 0 to 120 (a larger value is a data error, e.g. a "
+                    "lost decimal separator; --ignore-column mean_age leaves the column out)",
+                )
+            )
     if "study" in frame.columns:
         empty = frame["study"].isna() | (frame["study"].astype("string").str.strip() == "")
         for i in np.flatnonzero(empty.to_numpy()):
@@ -274,10 +282,16 @@ def validate_metapsy(frame: pd.DataFrame, file: str = "") -> list[dict[str, Any]
         only_events = (_complete(frame, _EVENTS) & ~_complete(frame, _MEANS)
                        & ~_complete(frame, _CHANGE))  # fmt: skip
         for i in np.flatnonzero(continuous & only_events):
-            failures.append(_failure(
-                file, int(rows[i]), "outcome_type", frame["outcome_type"].iat[i],
-                "a continuous outcome_type (msd, imsd) needs means or change scores; "
-                "this row has only events (event_arm*/totaln_arm*), which would be used"))
+            failures.append(
+                _failure(
+                    file,
+                    int(rows[i]),
+                    "outcome_type",
+                    frame["outcome_type"].iat[i],
+                    "a continuous outcome_type (msd, imsd) needs means or change scores; "
+                    "this row has only events (event_arm*/totaln_arm*), which would be used",
+                )
+            )
     some = np.zeros(len(frame), dtype=bool)
     for c in ("mean_arm1", "mean_arm2", "sd_arm1", "sd_arm2"):
         some |= ~np.isnan(_col(frame, c))
@@ -298,8 +312,10 @@ def validate_metapsy(frame: pd.DataFrame, file: str = "") -> list[dict[str, Any]
     return failures
 
 
-_MOJIBAKE_MARKS = re.compile("[\u00c2\u00c3\u00c5\u00e2][\u0080-\u00bf\u0152\u0153\u0160\u0161"
-                             "\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]")
+_MOJIBAKE_MARKS = re.compile(
+    "[\u00c2\u00c3\u00c5\u00e2][\u0080-\u00bf\u0152\u0153\u0160\u0161"
+    "\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]"
+)
 
 
 def unmojibake(text: str) -> str | None:
@@ -451,10 +467,13 @@ def read_metapsy(
         repaired=tuple(repairs),
         columns=columns,
         ignored=tuple(ignore_columns),
-        blank_columns=tuple(c for c in raw.columns
-                            if raw[c].eq("").any() and not raw[c].isna().any()),  # fmt: skip
+        blank_columns=tuple(
+            c for c in raw.columns if raw[c].eq("").any() and not raw[c].isna().any()
+        ),  # fmt: skip
         not_reported_cells=tuple(
-            (int(i) + 2, c) for c in raw.columns if c in NUMERIC_COLUMNS
+            (int(i) + 2, c)
+            for c in raw.columns
+            if c in NUMERIC_COLUMNS
             for i in np.flatnonzero(raw[c].astype("string").str.strip().eq("NR").fillna(False))
         ),  # fmt: skip
         verbatim_cells=_verbatim_cells(raw),
