@@ -399,9 +399,9 @@ class _Writer:
                 res.assign(**{out: np.nan})  # fmt: skip
         stats = [c for c in CORE_COLUMNS["results"] if c not in ("study_key", "result_key",
                  "outcome_key", "timepoint_key", "arm1_key", "arm2_key")]  # fmt: skip
-        for c in stats:
-            if c not in res:
-                res[c] = None
+        missing = [c for c in stats if c not in res]
+        if missing:  # in one step: a wide sheet would fragment the frame column by column
+            res = pd.concat([res, pd.DataFrame(None, index=res.index, columns=missing)], axis=1)
         cols = ["outcome_id", "timepoint_id", "arm1_id", "arm2_id", *stats]
         where = rt.c.study_id.in_(in_review)
         cur = load(self.conn, rt, where, ["study_id", "result_key", *cols])
