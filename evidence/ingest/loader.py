@@ -338,6 +338,8 @@ class _Writer:
         d_mod = diff(mt, mods, cur, ["review_id", "name"], list(mods.columns[2:]),
                      deletable=pd.Series(True, index=cur.index))  # fmt: skip
         stale_mods, d_mod.delete = d_mod.delete, []
+        if self.only is not None:  # a write scoped to some studies leaves the review's
+            stale_mods, d_mod.update = [], d_mod.update.iloc[:0]  # declarations alone
         self._apply(d_mod)
         mod_ids = self._ids("moderator", mt.c.review_id == rid, ["name"], mods, d_mod)
 
