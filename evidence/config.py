@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
+import sysconfig
 from pathlib import Path
 
 __all__ = ["DEFAULT_DATABASE_URL", "database_url", "default_author", "project_root"]
@@ -30,5 +32,14 @@ def default_author(author: str | None = None) -> str:
 
 
 def project_root() -> Path:
-    """The source tree that holds ``migrations/``, ``schemas/`` and ``seeds/``."""
-    return Path(__file__).resolve().parent.parent
+    """Where ``migrations/``, ``schemas/`` and ``seeds/`` are: the source tree (a checkout or
+    an editable install), else ``<prefix>/share/evidence`` of a normal install (the
+    ``data-files`` of ``pyproject.toml``)."""
+    source = Path(__file__).resolve().parent.parent
+    if (source / "migrations").is_dir():
+        return source
+    for prefix in (sysconfig.get_path("data"), sys.prefix):
+        installed = Path(prefix) / "share" / "evidence"
+        if (installed / "migrations").is_dir():
+            return installed
+    return source
